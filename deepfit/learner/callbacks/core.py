@@ -1,0 +1,95 @@
+"""Default callbacks: train/eval switching, device placement, and a predictions gatherer."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..events import Callback
+
+
+class TrainEvalCallback(Callback):
+    """Switches the model between train and eval mode and keeps the iteration counters."""
+
+    order = -10
+
+    def before_fit(self) -> None:
+        self.learn.train_iter = 0
+        self.learn.pct_train = 0.0
+
+    def before_train(self) -> None:
+        self.learn.model.train()
+        self.learn.training = True
+
+    def before_batch(self) -> None:
+        learn = self.learn
+        if learn.training:
+            n_iter = max(learn.n_iter, 1)
+            learn.pct_train = (learn.epoch + learn.iter / n_iter) / max(learn.n_epoch, 1)
+
+    def after_batch(self) -> None:
+        if self.learn.training:
+            self.learn.train_iter += 1
+
+    def before_validate(self) -> None:
+        self.learn.model.eval()
+        self.learn.training = False
+
+
+class DeviceCallback(Callback):
+    """Moves the model to the data's device before training or evaluating."""
+
+    order = -20
+
+    def _place(self) -> None:
+        device = torch.device(getattr(self.learn.dls, "device", "cpu"))
+        param = next(self.learn.model.parameters(), None)
+        if param is not None and param.device != device:
+            self.learn.model.to(device)
+
+    def before_fit(self) -> None:
+        self._place()
+
+    def before_validate(self) -> None:
+        self._place()
+
+
+def loss_per_item(loss_func, pred: Tensor, target: Tensor) -> Tensor:
+    """Evaluate `loss_func` with `reduction='none'` (restored afterwards)."""
+    if not hasattr(loss_func, "reduction"):
+        raise TypeError(f"{type(loss_func).__name__} has no `reduction` attribute: cannot get per-item losses")
+    old = loss_func.reduction
+    loss_func.reduction = "none"
+    try:
+        return loss_func(pred, target)
+    finally:
+        loss_func.reduction = old
+
+
+class GatherPreds(Callback):
+    """Collects predictions, targets (and optionally inputs and per-item losses) over a pass."""
+
+    order = 100
+    run_train = False
+
+    def __init__(self, with_input: bool = False, with_loss: bool = False):
+        self.with_input, self.with_loss = with_input, with_loss
+
+    def before_validate(self) -> None:
+        self._preds, self._targs, self._inputs, self._losses = [], [], [], []
+
+    def after_batch(self) -> None:
+        learn = self.learn
+        self._preds.append(learn.pred.detach())
+        self._targs.append(learn.yb.detach() if isinstance(learn.yb, Tensor) else learn.yb)
+        if self.with_input:
+            self._inputs.append(learn.xb.detach() if isinstance(learn.xb, Tensor) else learn.xb)
+        if self.with_loss:
+            self._losses.append(loss_per_item(learn.loss_func, learn.pred, learn.yb).detach())
+
+    def after_validate(self) -> None:
+        cat = lambda xs: torch.cat([x.cpu() for x in xs]) if xs and isinstance(xs[0], Tensor) else xs
+        self.preds = cat(self._preds)
+        self.targets = cat(self._targs)
+        self.inputs = cat(self._inputs)
+        self.losses = cat(self._losses)

@@ -210,6 +210,7 @@ class Learner:
 
     def _do_train(self) -> None:
         self.dl = self.dls.train
+        self.training = True
         self._table = self._tables["train"]
         try:
             self._with_events(self._all_batches, "train", CancelTrain)
@@ -218,6 +219,7 @@ class Learner:
 
     def _do_validate(self, dl=None) -> None:
         self.dl = self.dls.valid if dl is None else dl
+        self.training = False
         self._table = self._tables["valid"]
         try:
             with torch.no_grad():
@@ -254,7 +256,6 @@ class Learner:
     def _run_validation(self, dl, cbs: Iterable[Callback] | None) -> None:
         with self.added_cbs(cbs):
             self._resolve_handlers()
-            self.training = False
             self._do_validate(dl)
 
     def validate(self, dl=None, cbs: Iterable[Callback] | None = None) -> list[float]:

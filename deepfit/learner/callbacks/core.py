@@ -9,7 +9,7 @@ from ..events import Callback
 
 
 class TrainEvalCallback(Callback):
-    """Switches the model between train and eval mode and keeps the iteration counters."""
+    """Puts the model in train mode for training and eval mode for validation; keeps iteration counters."""
 
     order = -10
 
@@ -19,7 +19,6 @@ class TrainEvalCallback(Callback):
 
     def before_train(self) -> None:
         self.learn.model.train()
-        self.learn.training = True
 
     def before_batch(self) -> None:
         learn = self.learn
@@ -33,7 +32,6 @@ class TrainEvalCallback(Callback):
 
     def before_validate(self) -> None:
         self.learn.model.eval()
-        self.learn.training = False
 
 
 class DeviceCallback(Callback):

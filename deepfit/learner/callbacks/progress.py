@@ -37,6 +37,7 @@ class ProgressCallback(Callback):
     """
 
     order = 60
+    run_valid = False
 
     def __init__(self, live: bool | None = None, refresh: float = 0.25, stream: TextIO | None = None,
                  bar_width: int = 30):
@@ -44,6 +45,7 @@ class ProgressCallback(Callback):
         self.refresh = refresh
         self.stream = stream
         self.bar_width = bar_width
+        self._live = False
 
     def _out(self) -> TextIO:
         return self.stream if self.stream is not None else sys.stdout

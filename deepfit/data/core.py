@@ -85,6 +85,7 @@ class TensorLoader:
         self.tfms = list(tfms)
         self.indices = None if indices is None else torch.as_tensor(indices, dtype=torch.long)
         self.epoch = 0
+        self.shard_rank, self.num_shards, self.pad_shards = 0, 1, False
         self.set_stats(mean, std)
 
     def set_stats(self, mean, std) -> None:
@@ -94,8 +95,28 @@ class TensorLoader:
         self._mean_dev = self._std_dev = None
 
     @property
-    def n(self) -> int:
+    def n_items(self) -> int:
+        """Items in the whole dataset (all shards)."""
         return len(self.x) if self.indices is None else len(self.indices)
+
+    @property
+    def n(self) -> int:
+        """Items this loader yields per epoch (its shard's share when sharded)."""
+        total, world = self.n_items, self.num_shards
+        if world == 1:
+            return total
+        if self.pad_shards:
+            return -(-total // world)
+        return len(range(self.shard_rank, total, world))
+
+    def shard(self, rank: int, world: int, pad: bool = False) -> None:
+        """Yield only items `rank, rank + world, ...` of each epoch's order (for distributed training).
+
+        With `pad=True` the order is first padded by wrapping around so every shard has the same size.
+        """
+        if not 0 <= rank < world:
+            raise ValueError(f"shard rank must be in [0, {world}), got {rank}")
+        self.shard_rank, self.num_shards, self.pad_shards = rank, world, pad
 
     def __len__(self) -> int:
         return self.n // self.bs if self.drop_last else -(-self.n // self.bs)
@@ -107,11 +128,17 @@ class TensorLoader:
     def order(self, epoch: int | None = None) -> Tensor:
         """Item indices in the order of epoch `epoch` (default: the next one)."""
         epoch = self.epoch if epoch is None else epoch
+        total = self.n_items
         if self.shuffle:
             g = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
-            perm = torch.randperm(self.n, generator=g)
+            perm = torch.randperm(total, generator=g)
         else:
-            perm = torch.arange(self.n)
+            perm = torch.arange(total)
+        if self.num_shards > 1:
+            if self.pad_shards and total % self.num_shards:
+                extra = self.num_shards - total % self.num_shards
+                perm = torch.cat([perm, perm[:extra]])
+            perm = perm[self.shard_rank::self.num_shards]
         return perm if self.indices is None else self.indices[perm]
 
     def _stats_on_device(self, ndim: int) -> tuple[Tensor | None, Tensor | None]:
@@ -157,7 +184,9 @@ class TensorLoader:
                     seed=self.seed, device=self.device, mean=self.mean, std=self.std, tfms=self.tfms,
                     indices=self.indices)
         args.update(kwargs)
-        return TensorLoader(**args)
+        dl = TensorLoader(**args)
+        dl.shard(self.shard_rank, self.num_shards, self.pad_shards)
+        return dl
 
 
 class DeviceLoader:

@@ -38,6 +38,7 @@ class ProgressCallback(Callback):
 
     order = 60
     run_valid = False
+    main_process_only = True
 
     def __init__(self, live: bool | None = None, refresh: float = 0.25, stream: TextIO | None = None,
                  bar_width: int = 30):

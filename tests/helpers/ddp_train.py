@@ -1,0 +1,60 @@
+"""Training script run by tests/test_distributed.py, under torchrun or as one process.
+
+    python tests/helpers/ddp_train.py OUT_DIR MODE BS
+MODE: 'train' (fit, then rank 0 saves weights and validation figures) or 'fail' (rank 1 raises).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from deepfit import distributed  # noqa: E402
+from deepfit.data import DataLoaders, TensorLoader  # noqa: E402
+from deepfit.learner import Callback, Learner, accuracy  # noqa: E402
+
+
+def make_data(bs: int) -> DataLoaders:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 6, generator=g)
+    y = (x[:, :3].sum(1) > 0).long() + (x[:, 3] > 0.5).long()
+    xv = torch.randn(37, 6, generator=g)
+    yv = (xv[:, :3].sum(1) > 0).long() + (xv[:, 3] > 0.5).long()
+    return DataLoaders(TensorLoader(x, y, bs=bs, shuffle=True, seed=5, device="cpu"),
+                       TensorLoader(xv, yv, bs=5, device="cpu"), device="cpu")
+
+
+def make_model() -> nn.Module:
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
+
+
+class FailOnRank1(Callback):
+    def after_batch(self):
+        if distributed.rank() == 1 and self.learn.train_iter == 1:
+            raise RuntimeError("rank 1 failed on purpose")
+
+
+def main() -> None:
+    out, mode, bs = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    dls = make_data(bs)
+    cbs = [FailOnRank1()] if mode == "fail" else []
+    learn = Learner(make_model(), dls, metrics=[accuracy], lr=0.1, cbs=cbs,
+                    opt_func=lambda p, lr: torch.optim.SGD(p, lr=lr))
+    learn.fit(2)
+    if distributed.is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save({k: v.detach().cpu() for k, v in learn.model.state_dict().items()}, out / "weights.pt")
+        (out / "figures.json").write_text(json.dumps({"values": learn.recorder.values,
+                                                      "world": distributed.world_size(),
+                                                      "n_train_batches": len(dls.train)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Distributed training on CPU with gloo and two processes started by torchrun."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from deepfit import distributed
+from deepfit.data import TensorLoader
+from deepfit.learner import Learner, accuracy
+from tests.helpers import ddp_train
+
+SCRIPT = Path(ddp_train.__file__)
+
+
+def torchrun(tmp_path: Path, mode: str, bs: int, nproc: int = 2) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SCRIPT.parents[2])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--standalone",
+           str(SCRIPT), str(tmp_path), mode, str(bs)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    proc = torchrun(out, "train", bs=8)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out, proc
+
+
+def single_process_learner(bs: int) -> Learner:
+    learn = Learner(ddp_train.make_model(), ddp_train.make_data(bs), metrics=[accuracy], lr=0.1,
+                    opt_func=lambda p, lr: torch.optim.SGD(p, lr=lr))
+    learn.remove_cb(learn.progress)
+    return learn
+
+
+def test_two_ranks_batch_b_equal_one_process_batch_2b(ddp_run):
+    out, _ = ddp_run
+    ddp_weights = torch.load(out / "weights.pt", weights_only=True)
+    learn = single_process_learner(bs=16)
+    learn.fit(2)
+    for name, value in learn.model.state_dict().items():
+        assert torch.allclose(value, ddp_weights[name], atol=1e-5), name
+    # and it really trained: the weights moved away from the initial ones
+    init = ddp_train.make_model().state_dict()
+    assert any(not torch.allclose(init[k], ddp_weights[k], atol=1e-3) for k in init)
+    figures = json.loads((out / "figures.json").read_text())
+    assert figures["world"] == 2
+    assert figures["values"][-1][0] == pytest.approx(learn.recorder.values[-1][0], rel=1e-4)
+
+
+def test_reported_validation_equals_single_process_evaluation(ddp_run):
+    out, _ = ddp_run
+    figures = json.loads((out / "figures.json").read_text())
+    learn = single_process_learner(bs=16)
+    learn.model.load_state_dict(torch.load(out / "weights.pt", weights_only=True))
+    valid_loss, acc = learn.validate()
+    assert figures["values"][-1][1] == pytest.approx(valid_loss, rel=1e-5)
+    assert figures["values"][-1][2] == pytest.approx(acc)
+
+
+def test_only_rank_zero_prints_progress(ddp_run):
+    _, proc = ddp_run
+    assert proc.stdout.count("train_loss") == 1
+    assert len([line for line in proc.stdout.splitlines() if line.split()[:1] in (["0"], ["1"])]) == 2
+
+
+def test_exception_on_one_rank_stops_both_with_message(tmp_path):
+    proc = torchrun(tmp_path, "fail", bs=8)
+    assert proc.returncode != 0
+    assert "rank 1 failed on purpose" in proc.stdout + proc.stderr
+    assert not (tmp_path / "weights.pt").exists()
+
+
+def test_tensor_loader_shards_disjoint_and_cover_the_epoch():
+    x, y = torch.zeros(11, 2), torch.arange(11)
+    full = TensorLoader(x, y, bs=3, shuffle=True, seed=4, device="cpu")
+    expected = torch.cat([yb for _, yb in full]).tolist()
+    shards = []
+    for r in range(2):
+        dl = TensorLoader(x, y, bs=3, shuffle=True, seed=4, device="cpu")
+        dl.shard(r, 2, pad=False)
+        shards.append(torch.cat([yb for _, yb in dl]).tolist())
+    assert set(shards[0]).isdisjoint(shards[1]) and sorted(shards[0] + shards[1]) == list(range(11))
+    assert expected[0::2] == shards[0] and expected[1::2] == shards[1]
+    padded = TensorLoader(x, y, bs=3, shuffle=True, seed=4, device="cpu")
+    padded.shard(1, 2, pad=True)
+    assert len(list(padded)) == len(padded) == 2 and padded.n == 6
+
+
+def test_single_process_is_a_no_op(tiny_dls):
+    assert not distributed.launched_by_torchrun() and distributed.is_main_process()
+    learn = Learner(torch.nn.Linear(4, 3), tiny_dls)
+    model = learn.model
+    with learn.distrib_ctx():
+        learn.fit(1)
+    assert learn.model is model and len(tiny_dls.train) == 4

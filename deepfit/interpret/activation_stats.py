@@ -17,11 +17,15 @@ from ..learner.events import Callback
 from .hooks import Hooks
 
 
-def layer_stats(x: Tensor, zero_tol: float) -> Tensor:
+def layer_stats(x: Tensor, zero_tol: float, absx: Tensor | None = None) -> Tensor:
     """`[mean, std, share of |x| <= zero_tol]` of all elements of `x`, as a device tensor."""
     x = x.detach().float()
-    return torch.stack([x.mean(), x.std() if x.numel() > 1 else x.new_zeros(()),
-                        (x.abs() <= zero_tol).float().mean()])
+    absx = x.abs() if absx is None else absx
+    if x.numel() > 1:
+        std, mean = torch.std_mean(x)
+    else:
+        std, mean = x.new_zeros(()), x.mean()
+    return torch.stack([mean, std, (absx <= zero_tol).float().mean()])
 
 
 def default_stat_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -86,8 +90,9 @@ class ActivationStats(Callback):
         if not self._active or not isinstance(out, Tensor):
             return
         x = out.detach().float()
-        self._pending[hook.index].append(layer_stats(x, self.zero_tol))
-        self._pending_hist[hook.index].append(x.abs().flatten().histc(self.hist_bins, 0, self.hist_max))
+        absx = x.abs()
+        self._pending[hook.index].append(layer_stats(x, self.zero_tol, absx))
+        self._pending_hist[hook.index].append(absx.flatten().histc(self.hist_bins, 0, self.hist_max))
 
     def _remove_hooks(self) -> None:
         if self._hooks is not None:

@@ -25,6 +25,8 @@ def _prepare(learn, image: Tensor) -> Tensor:
     if image.ndim == 2:
         image = image.unsqueeze(0)
     x = learn.preprocess(image)
+    if isinstance(x, Tensor) and x.dtype == torch.uint8:  # loaders without `encode` leave raw bytes
+        x = x.float() / 255.0
     if not isinstance(x, Tensor) or x.ndim != 4:
         raise ValueError(f"cam: the preprocessed image should be 1×C×H×W, got {getattr(x, 'shape', type(x))}")
     return x
@@ -185,9 +187,9 @@ def save_overlay(learn, image: Tensor, heatmap: Tensor, path: str | Path, title:
     fig, (ax0, ax1) = new_figure(1, 2, figsize=(7, 3.6))
     img = to_numpy_image(shown)
     cmap = "gray" if img.ndim == 2 else None
-    ax0.imshow(img, cmap=cmap)
+    ax0.imshow(img, cmap=cmap, vmin=0, vmax=1)
     ax0.set_title("image")
-    ax1.imshow(img, cmap=cmap)
+    ax1.imshow(img, cmap=cmap, vmin=0, vmax=1)
     ax1.imshow(heatmap.numpy(), cmap="jet", alpha=alpha, vmin=0, vmax=1)
     ax1.set_title(title or "heatmap")
     for ax in (ax0, ax1):

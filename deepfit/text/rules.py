@@ -18,10 +18,10 @@ SPECIAL_TOKENS: list[str] = [UNK, PAD, BOS, EOS, FLD, TK_REP, TK_WREP, TK_UP, TK
 # ---------------------------------------------------------------------- pre-rules (str -> str)
 
 # Entities whose leading '&' was stripped by an earlier scraper (IMDB has many: "#39;", "quot;").
-_RE_BARE_ENTITY = re.compile(r"(?<![&\w])(#\d{2,4};|quot;|amp;|nbsp;|lt;|gt;)")
+_RE_BARE_ENTITY = re.compile(r"(?<!&)(#\d{2,4};)|(?<![&\w])(quot;|amp;|nbsp;|lt;|gt;)")
 _RE_BR = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
 _RE_REP = re.compile(r"(\S)(\1{3,})")
-_RE_WREP = re.compile(r"(?<!\S)(\S+)((?:\s+\1(?!\S)){3,}) ?")
+_RE_WREP = re.compile(r"(?<!\w)(\w+)((?:\s+\1\b){3,}) ?")
 _RE_SPEC = re.compile(r"([/#])")
 _RE_SPACES = re.compile(r" {2,}")
 
@@ -35,7 +35,7 @@ def fix_html(t: str) -> str:
     """Repair HTML artefacts: entities (also ones that lost their `&`), escaped newlines and quotes, `<unk>`."""
     for _ in range(2):  # "&amp;quot;" needs two passes
         t = html.unescape(t)
-    t = _RE_BARE_ENTITY.sub(lambda m: html.unescape("&" + m.group(1)), t)
+    t = _RE_BARE_ENTITY.sub(lambda m: html.unescape("&" + m.group(m.lastindex)), t)
     for old, new in _LITERAL_FIXES:
         t = t.replace(old, new)
     return t

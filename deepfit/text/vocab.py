@@ -1,0 +1,105 @@
+"""`Vocab`: token <-> id mapping built from token counts, saved as JSON."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .rules import PAD, SPECIAL_TOKENS, UNK
+
+
+class Vocab:
+    """A list of tokens (`itos`) and its inverse (`stoi`).
+
+    Unknown tokens map to `xxunk` when it is in the vocabulary (`numericalize` raises `KeyError` otherwise).
+    """
+
+    def __init__(self, itos: Sequence[str], specials: Sequence[str] = SPECIAL_TOKENS):
+        self.itos: list[str] = list(itos)
+        self.specials: list[str] = [s for s in specials if s in set(self.itos)]
+        self.stoi: dict[str, int] = {}
+        for i, t in enumerate(self.itos):
+            if t in self.stoi:
+                raise ValueError(f"Vocab: token {t!r} appears twice (ids {self.stoi[t]} and {i})")
+            self.stoi[t] = i
+        self.unk_idx: int | None = self.stoi.get(UNK)
+        self.pad_idx: int | None = self.stoi.get(PAD)
+
+    @classmethod
+    def build(cls, token_lists: Iterable[Sequence[str]], max_vocab: int = 60000, min_freq: int = 2,
+              specials: Sequence[str] = SPECIAL_TOKENS) -> Vocab:
+        """Specials first (in their order), then tokens seen >= `min_freq` times, most frequent first (ties
+        alphabetical), at most `max_vocab` entries in total."""
+        if max_vocab < len(specials):
+            raise ValueError(f"Vocab.build: max_vocab={max_vocab} is smaller than the {len(specials)} special tokens")
+        counts: Counter[str] = Counter()
+        for toks in token_lists:
+            counts.update(toks)
+        special_set = set(specials)
+        kept = sorted((t for t, c in counts.items() if c >= min_freq and t not in special_set),
+                      key=lambda t: (-counts[t], t))
+        itos = list(dict.fromkeys(specials)) + kept
+        vocab = cls(itos[:max_vocab], specials=specials)
+        vocab.counts = counts
+        return vocab
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __getitem__(self, i: int) -> str:
+        return self.itos[i]
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.stoi
+
+    def __iter__(self):
+        return iter(self.itos)
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(t) for t in self.itos[:12])
+        return f"Vocab({len(self)} tokens: {head}{', ...' if len(self) > 12 else ''})"
+
+    def index(self, token: str) -> int:
+        """The id of `token` (`unk_idx` when unknown)."""
+        i = self.stoi.get(token, self.unk_idx)
+        if i is None:
+            raise KeyError(f"token {token!r} is not in the vocabulary, which has no {UNK!r} token")
+        return i
+
+    def numericalize(self, tokens: Sequence[str]) -> Tensor:
+        """Ids of `tokens` as an int64 tensor; unknown tokens become `unk_idx`."""
+        stoi, unk = self.stoi, self.unk_idx
+        if unk is None:
+            return torch.tensor([self.index(t) for t in tokens], dtype=torch.long)
+        return torch.tensor([stoi.get(t, unk) for t in tokens], dtype=torch.long)
+
+    def textify(self, ids: Tensor | Sequence[int]) -> list[str]:
+        """Tokens of `ids`."""
+        if isinstance(ids, Tensor):
+            ids = ids.tolist()
+        return [self.itos[i] for i in ids]
+
+    def save(self, path: str | Path) -> Path:
+        """Write `{"itos": [...], "specials": [...]}` as JSON."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"itos": self.itos, "specials": self.specials}, ensure_ascii=False),
+                        encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vocab:
+        """Read a vocabulary written by `save`."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not a JSON vocabulary ({e})") from e
+        if not isinstance(data, dict) or not isinstance(data.get("itos"), list):
+            raise ValueError(f"{path}: expected a JSON object with an 'itos' list")
+        return cls(data["itos"], specials=data.get("specials", SPECIAL_TOKENS))

@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from deepfit.text.rules import SPECIAL_TOKENS
+from deepfit.text.vocab import Vocab
+
+DOCS = [["the", "cat", "the", "dog"], ["the", "dog", "a", "bird"], ["a", "the", "zebra"]]
+
+
+def test_specials_first_then_by_frequency():
+    v = Vocab.build(DOCS, min_freq=1)
+    assert v.itos[:9] == SPECIAL_TOKENS
+    # the:4, a:2, dog:2 (tie -> alphabetical), then singletons alphabetical
+    assert v.itos[9:] == ["the", "a", "dog", "bird", "cat", "zebra"]
+    assert v.unk_idx == 0 and v.pad_idx == 1
+
+
+def test_min_freq_and_max_vocab():
+    v = Vocab.build(DOCS, min_freq=2)
+    assert v.itos[9:] == ["the", "a", "dog"]
+    v = Vocab.build(DOCS, min_freq=1, max_vocab=11)
+    assert len(v) == 11 and v.itos[9:] == ["the", "a"]
+    with pytest.raises(ValueError, match="max_vocab"):
+        Vocab.build(DOCS, max_vocab=3)
+
+
+def test_unknown_maps_to_xxunk():
+    v = Vocab.build(DOCS, min_freq=2)
+    ids = v.numericalize(["the", "cat", "unseen", "dog"])
+    assert ids.dtype == torch.long
+    assert ids.tolist() == [v.stoi["the"], 0, 0, v.stoi["dog"]]
+    assert v.textify(ids) == ["the", "xxunk", "xxunk", "dog"]
+
+
+def test_specials_seen_in_text_not_duplicated():
+    v = Vocab.build([["xxbos", "hi", "hi", "xxbos"]], min_freq=1)
+    assert v.itos.count("xxbos") == 1 and v.itos[9:] == ["hi"]
+
+
+def test_without_unk_raises():
+    v = Vocab.build([list("abca")], min_freq=1, specials=[])
+    assert v.itos == ["a", "b", "c"] and v.unk_idx is None
+    with pytest.raises(KeyError, match="'z'"):
+        v.numericalize(["a", "z"])
+
+
+def test_json_round_trip(tmp_path):
+    v = Vocab.build(DOCS, min_freq=1)
+    path = v.save(tmp_path / "vocab.json")
+    w = Vocab.load(path)
+    assert w.itos == v.itos and w.stoi == v.stoi and w.specials == v.specials
+    assert w.numericalize(["zebra", "nope"]).tolist() == v.numericalize(["zebra", "nope"]).tolist()
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="bad.json"):
+        Vocab.load(tmp_path / "bad.json")
+
+
+def test_duplicate_tokens_rejected():
+    with pytest.raises(ValueError, match="twice"):
+        Vocab(["a", "b", "a"])

@@ -100,3 +100,25 @@ def test_single_process_is_a_no_op(tiny_dls):
     with learn.distrib_ctx():
         learn.fit(1)
     assert learn.model is model and len(tiny_dls.train) == 4
+
+
+def test_lm_loader_shards_are_disjoint_and_cover_the_stream():
+    from deepfit.text.loaders import LMLoader
+
+    n_tokens, bs, world = 1003, 4, 2
+    texts = [torch.arange(0, 500), torch.arange(500, n_tokens)]
+    seen = []
+    n_batches = []
+    for r in range(world):
+        dl = LMLoader(texts, bs=bs, bptt=7, shuffle=False, random_bptt=True, seed=3, device="cpu")
+        dl.shard(r, world)
+        xs = [(x, y) for x, y in dl]
+        assert all(torch.equal(y, x + 1) for x, y in xs)  # y is x one token later (tokens are positions)
+        seen.append(torch.cat([x for x, _ in xs], 1).flatten().tolist())
+        n_batches.append(len(xs))
+    assert n_batches[0] == n_batches[1] == len(dl.seq_lens(0))
+    assert set(seen[0]).isdisjoint(seen[1])
+    union = sorted(seen[0] + seen[1])
+    assert len(union) == len(set(union))
+    missing = set(range(n_tokens)) - set(union)
+    assert len(missing) < world * (bs + 1)  # only the tails that cannot fill a row are left out

@@ -64,13 +64,31 @@ class LMLoader:
         self.seed = _seed_or_random(seed)
         self.device = torch.device(device) if device is not None else default_device()
         self.epoch = 0
+        self.shard_rank, self.num_shards = 0, 1
         self._lens_cache: tuple[int, list[int]] | None = None
         self._stream_cache: Tensor | None = None
 
     @property
+    def shard_len(self) -> int:
+        """Tokens of each epoch's stream given to each shard (the whole stream but one when not sharded)."""
+        return (self.n_tokens - 1) // self.num_shards
+
+    @property
     def row_len(self) -> int:
         """Tokens per stream (row) in an epoch."""
-        return (self.n_tokens - 1) // self.bs
+        return self.shard_len // self.bs
+
+    def shard(self, rank: int, world: int, pad: bool = False) -> None:
+        """Read only part `rank` of `world` equal contiguous parts of each epoch's stream (distributed training).
+
+        Every shard has the same number of batches, so `pad` has nothing to do here.
+        """
+        if not 0 <= rank < world:
+            raise ValueError(f"shard rank must be in [0, {world}), got {rank}")
+        if (self.n_tokens - 1) // world < self.bs:
+            raise ValueError(f"LMLoader: {self.n_tokens} tokens are too few for {world} shards of bs={self.bs}")
+        self.shard_rank, self.num_shards = rank, world
+        self._lens_cache = None
 
     def set_epoch(self, epoch: int) -> None:
         """Fix the epoch used by the next iteration (for resuming)."""
@@ -118,7 +136,8 @@ class LMLoader:
         self.epoch += 1
         lens = self.seq_lens(epoch)
         bs, n = self.bs, self.row_len
-        s = self.stream(epoch)[:bs * n + 1].to(self.device, non_blocking=True)
+        start = self.shard_rank * self.shard_len
+        s = self.stream(epoch)[start:start + bs * n + 1].to(self.device, non_blocking=True)
         x, y = s[:-1].view(bs, n), s[1:].view(bs, n)
         t = 0
         for sl in lens:

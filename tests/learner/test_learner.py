@@ -204,3 +204,21 @@ def test_mlp_reaches_80_percent_on_real_subset(fmnist_small):
     learn = Learner(MLP(), fmnist_small, metrics=[accuracy], lr=2e-3)
     learn.fit(1)
     assert learn.recorder.values[-1][2] >= 0.80
+
+
+def test_get_preds_on_sequences_of_different_lengths():
+    class Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(10, 10)
+
+        def forward(self, x):
+            return self.emb(x)
+
+    batches = [(torch.randint(0, 10, (2, 5)), torch.randint(0, 10, (2, 5))),
+               (torch.randint(0, 10, (2, 3)), torch.randint(0, 10, (2, 3)))]
+    loss = lambda p, t: nn.functional.cross_entropy(p.reshape(-1, 10), t.reshape(-1))
+    learn = Learner(Seq(), DataLoaders(batches, batches, device="cpu"), loss_func=loss, default_cbs=False)
+    preds, targs = learn.get_preds(act=None)
+    assert preds.shape == (16, 10) and targs.shape == (16,)
+    assert torch.equal(targs[:10], batches[0][1].reshape(-1))

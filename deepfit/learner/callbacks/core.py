@@ -86,8 +86,17 @@ class GatherPreds(Callback):
             self._losses.append(loss_per_item(learn.loss_func, learn.pred, learn.yb).detach())
 
     def after_validate(self) -> None:
-        cat = lambda xs: torch.cat([x.cpu() for x in xs]) if xs and isinstance(xs[0], Tensor) else xs
-        self.preds = cat(self._preds)
-        self.targets = cat(self._targs)
-        self.inputs = cat(self._inputs)
-        self.losses = cat(self._losses)
+        self.preds = _concat(self._preds)
+        self.targets = _concat(self._targs)
+        self.inputs = _concat(self._inputs)
+        self.losses = _concat(self._losses)
+
+
+def _concat(xs: list) -> Tensor | list:
+    """Concatenate batches on the CPU; batches of sequences whose lengths differ (a language model's
+    last, shorter batch) are flattened to one row per token first."""
+    if not xs or not isinstance(xs[0], Tensor):
+        return xs
+    if len({tuple(x.shape[1:]) for x in xs}) > 1 and all(x.ndim >= 2 for x in xs):
+        xs = [x.reshape(-1, *x.shape[2:]) for x in xs]
+    return torch.cat([x.cpu() for x in xs])

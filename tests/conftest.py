@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,10 @@ from deepfit.data import DataLoaders, TensorLoader
 from deepfit.data.external import DEBIAN_FASHION_MNIST
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
+
+# Small models train fastest on one thread, and a busy machine is not oversubscribed;
+# DEEPFIT_TEST_THREADS overrides it.
+torch.set_num_threads(int(os.environ.get("DEEPFIT_TEST_THREADS", "1")))
 
 
 def fashion_mnist_available() -> bool:

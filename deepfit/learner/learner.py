@@ -32,7 +32,10 @@ from .metrics import Metric, as_metric
 
 
 def _default_opt(params, lr: float) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=lr)
+    """Adam with decoupled weight decay 0.01 (see `optim.default_opt`)."""
+    from .optim import default_opt
+
+    return default_opt(params, lr=lr)
 
 
 class Learner:
@@ -42,13 +45,19 @@ class Learner:
         model: any `nn.Module`. Its forward takes `xb` (or `*xb` when a batch's input is a tuple).
         dls: a `DataLoaders` (with `.train`, `.valid` and `.device`).
         loss_func: `(pred, target) -> scalar tensor`; defaults to `nn.CrossEntropyLoss()`.
-        opt_func: `(params_or_groups, lr) -> torch.optim.Optimizer`; defaults to Adam.
-        lr: default learning rate for `fit`.
+        opt_func: `(params_or_groups, lr) -> torch.optim.Optimizer`; defaults to Adam with decoupled
+            weight decay 0.01 (`optim.Adam`). Any `torch.optim` class works (`torch.optim.SGD`...).
+        lr: default learning rate for `fit`: a float, or `slice(lo, hi)`/`slice(hi)` across layer groups.
         metrics: functions `(pred, target) -> tensor` or `Metric` objects, computed on validation.
         cbs: extra callbacks kept for every `fit`.
         default_cbs: add the default callbacks (train/eval switching, device placement, recorder,
             progress). Each can be removed afterwards with `remove_cb`.
         path: folder where `save`, `export` and plots write by default.
+        splitter: `model -> list of layer groups` (modules or parameter lists); default:
+            `optim.default_splitter` (body and head of an `nn.Sequential`, else one group).
+        wd: weight decay for every group that takes it; `None` keeps the optimizer's default.
+        wd_bn_bias: also decay biases and normalization weights (off by default).
+        train_bn: `freeze`/`freeze_to` leave batchnorm weights trainable in frozen groups.
     """
 
     def __init__(
@@ -63,6 +72,9 @@ class Learner:
         default_cbs: bool = True,
         path: str | Path = ".",
         splitter: Callable[[nn.Module], list] | None = None,
+        wd: float | None = None,
+        wd_bn_bias: bool = False,
+        train_bn: bool = True,
     ):
         self.model = model
         self.dls = dls
@@ -74,6 +86,8 @@ class Learner:
         self.metrics: list[Metric] = [as_metric(m) for m in metrics]
         self.path = Path(path)
         self.splitter = splitter
+        self.wd, self.wd_bn_bias, self.train_bn = wd, wd_bn_bias, train_bn
+        self.frozen_idx = 0
         self.opt: torch.optim.Optimizer | None = None
         self.cbs: list[Callback] = []
         self.training = False
@@ -86,6 +100,10 @@ class Learner:
         self.yb: Any = None
         self.pred: Any = None
         self.loss: Tensor | None = None
+        self._resume_point = None  # set by fit(resume=...), see checkpoint.py
+        self._resuming = self._fitting = False
+        self.check_inputs = True  # fit runs `check()` once per model and data (see checks.py)
+        self._checked: tuple[int, int] | None = None
         self.logger: Callable[[str], None] = print
         self._table: dict[str, list[Callable[[], None]]] = {}
         self._tables: dict[str, dict[str, list[Callable[[], None]]]] = {}
@@ -169,38 +187,132 @@ class Learner:
 
     # ------------------------------------------------------------------ optimizer
     def parameter_groups(self) -> list[list[nn.Parameter]]:
-        """The model's parameters split into layer groups (one group without a splitter)."""
-        if self.splitter is None:
-            return [list(self.model.parameters())]
-        return [list(g) for g in self.splitter(self.model)]
+        """The model's parameters split into layer groups by `splitter` (default: `optim.default_splitter`)."""
+        from .optim import layer_groups
 
-    def create_opt(self, lr: float | None = None) -> torch.optim.Optimizer:
-        groups = [{"params": g} for g in self.parameter_groups()]
-        self.opt = self.opt_func(groups, lr=self.lr if lr is None else lr)
+        return layer_groups(self.model, self.splitter)
+
+    def create_opt(self, lr: float | slice | None = None) -> torch.optim.Optimizer:
+        """Build `self.opt` over the layer groups, with per-group `lr` and weight decay (see `optim.py`)."""
+        from .optim import build_param_groups, max_lr
+
+        lr = self.lr if lr is None else lr
+        groups = build_param_groups(self.model, self.parameter_groups(), lr, wd=self.wd, wd_bn_bias=self.wd_bn_bias)
+        self.opt = self.opt_func(groups, lr=max_lr(lr))
         return self.opt
 
-    def set_lr(self, lr: float) -> None:
-        """Set the learning rate of every parameter group."""
-        for g in self.opt.param_groups:
-            g["lr"] = lr
+    def set_lr(self, lr: float | slice) -> None:
+        """Set the learning rate of every layer group (a float, or a `slice` spread across groups)."""
+        from .optim import set_hyper
+
+        set_hyper(self.opt, "lr", lr if isinstance(lr, (int, float)) else _group_lrs(self.opt, lr))
+
+    # ------------------------------------------------------------------ schedules, lr_find, freezing
+    def fit_one_cycle(self, n_epoch: int, lr_max: float | slice | None = None, div: float = 25.0,
+                      div_final: float = 1e5, pct_start: float = 0.25, wd: float | None = None,
+                      moms: tuple[float, float, float] | None = (0.95, 0.85, 0.95),
+                      cbs: Iterable[Callback] | None = None, reset_opt: bool = False, **fit_kwargs) -> None:
+        """1cycle training (see `callbacks.schedule.fit_one_cycle`)."""
+        from .callbacks.schedule import fit_one_cycle
+
+        fit_one_cycle(self, n_epoch, lr_max, div=div, div_final=div_final, pct_start=pct_start, wd=wd, moms=moms,
+                      cbs=cbs, reset_opt=reset_opt, **fit_kwargs)
+
+    def fit_flat_cos(self, n_epoch: int, lr: float | slice | None = None, div_final: float = 1e5,
+                     pct_start: float = 0.75, wd: float | None = None, cbs: Iterable[Callback] | None = None,
+                     reset_opt: bool = False, **fit_kwargs) -> None:
+        """Flat then cosine-annealed learning rate (see `callbacks.schedule.fit_flat_cos`)."""
+        from .callbacks.schedule import fit_flat_cos
+
+        fit_flat_cos(self, n_epoch, lr, div_final=div_final, pct_start=pct_start, wd=wd, cbs=cbs,
+                     reset_opt=reset_opt, **fit_kwargs)
+
+    def fit_sgdr(self, n_cycles: int, cycle_len: int, lr_max: float | slice | None = None, cycle_mult: int = 1,
+                 lr_min: float = 0.0, wd: float | None = None, save_name: str | None = None,
+                 cbs: Iterable[Callback] | None = None, reset_opt: bool = False, **fit_kwargs) -> None:
+        """Cosine annealing with warm restarts (see `callbacks.schedule.fit_sgdr`)."""
+        from .callbacks.schedule import fit_sgdr
+
+        fit_sgdr(self, n_cycles, cycle_len, lr_max, cycle_mult=cycle_mult, lr_min=lr_min, wd=wd,
+                 save_name=save_name, cbs=cbs, reset_opt=reset_opt, **fit_kwargs)
+
+    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True,
+                plot: str | Path | None = None):
+        """Learning-rate range test; leaves the model and optimizer as they were (see `callbacks.lr_finder`)."""
+        from .callbacks.lr_finder import lr_find
+
+        return lr_find(self, start_lr=start_lr, end_lr=end_lr, num_it=num_it, stop_div=stop_div, plot=plot)
+
+    def freeze_to(self, n: int, train_bn: bool | None = None) -> int:
+        """Freeze the layer groups before `n` (negative counts from the end); see `freeze.py`."""
+        from .freeze import freeze_to
+
+        return freeze_to(self, n, train_bn=train_bn)
+
+    def freeze(self, train_bn: bool | None = None) -> int:
+        """Freeze every layer group but the last."""
+        return self.freeze_to(-1, train_bn=train_bn)
+
+    def unfreeze(self) -> int:
+        """Make every layer group trainable."""
+        return self.freeze_to(0)
+
+    # ------------------------------------------------------------------ precision
+    def to_fp16(self, **kwargs) -> Learner:
+        """Train in float16 mixed precision with dynamic loss scaling (`MixedPrecision(torch.float16, **kwargs)`)."""
+        from .callbacks.precision import set_precision
+
+        return set_precision(self, torch.float16, **kwargs)
+
+    def to_bf16(self, **kwargs) -> Learner:
+        """Train in bfloat16 mixed precision (`MixedPrecision(torch.bfloat16, **kwargs)`), even on a slow-bf16 CPU."""
+        from .callbacks.precision import set_precision
+
+        return set_precision(self, torch.bfloat16, **kwargs)
+
+    def to_fp32(self) -> Learner:
+        """Back to plain float32 training (removes any `MixedPrecision` callback)."""
+        from .callbacks.precision import set_precision
+
+        return set_precision(self, torch.float32)
 
     # ------------------------------------------------------------------ the loop
     def fit(self, n_epoch: int, lr: float | None = None, cbs: Iterable[Callback] | None = None,
-            reset_opt: bool = False) -> None:
-        """Train for `n_epoch` epochs. Callbacks in `cbs` are attached for this call only."""
+            reset_opt: bool = False, resume: str | Path | None = None) -> None:
+        """Train for `n_epoch` epochs. Callbacks in `cbs` are attached for this call only.
+
+        `resume` (a checkpoint name or path, or `'last'` for the newest in `path/models`) continues the
+        run the checkpoint was taken from, mid-epoch included (see `checkpoint.py`).
+        """
         if n_epoch < 0:
             raise ValueError(f"n_epoch must be >= 0, got {n_epoch}")
+        from ..distributed import launched_by_torchrun
+
+        if launched_by_torchrun() and not getattr(self, "_in_distrib", False):
+            with self.distrib_ctx():
+                return self.fit(n_epoch, lr=lr, cbs=cbs, reset_opt=reset_opt, resume=resume)
         with self.added_cbs(cbs):
             if reset_opt or self.opt is None:
                 self.create_opt(lr)
             if lr is not None:
                 self.set_lr(lr)
             self.n_epoch = n_epoch
+            if resume is not None:
+                from .checkpoint import prepare_resume
+
+                self._resume_point = prepare_resume(self, resume)
+            self._resuming, self._fitting = resume is not None, True
             self._resolve_handlers()
-            self._with_events(self._do_fit, "fit", CancelFit)
+            try:
+                self._with_events(self._do_fit, "fit", CancelFit)
+            finally:
+                self._resuming, self._fitting, self._resume_point = False, False, None
 
     def _do_fit(self) -> None:
-        for epoch in range(self.n_epoch):
+        if self.check_inputs and self._checked != (id(self.model), id(self.dls)):
+            self.check()
+        start = self._resume_point.start(self) if self._resume_point is not None else 0
+        for epoch in range(start, self.n_epoch):
             self.epoch = epoch
             self._with_events(self._do_epoch, "epoch", CancelEpoch)
 
@@ -229,7 +341,10 @@ class Learner:
 
     def _all_batches(self) -> None:
         self.n_iter = len(self.dl) if hasattr(self.dl, "__len__") else 0
-        for i, batch in enumerate(self.dl):
+        start, batches = 0, self.dl
+        if self._resume_point is not None and self.training:
+            start, batches = self._resume_point.take_batches(self, self.dl)
+        for i, batch in enumerate(batches, start):
             self.iter = i
             self.xb, self.yb = batch
             self._with_events(self._do_one_batch, "batch", CancelBatch)
@@ -252,6 +367,13 @@ class Learner:
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
 
+    def distrib_ctx(self, sync_bn: bool = False, find_unused_parameters: bool = False):
+        """Context in which `fit` runs under DistributedDataParallel when launched by torchrun (see
+        `deepfit.distributed`); a no-op in a single process. `fit` enters it by itself when needed."""
+        from ..distributed import distrib_ctx
+
+        return distrib_ctx(self, sync_bn=sync_bn, find_unused_parameters=find_unused_parameters)
+
     # ------------------------------------------------------------------ evaluation
     def _run_validation(self, dl, cbs: Iterable[Callback] | None) -> None:
         with self.added_cbs(cbs):
@@ -271,14 +393,21 @@ class Learner:
         return recorder.last_valid
 
     def get_preds(self, dl=None, with_input: bool = False, with_loss: bool = False,
-                  act: Callable[[Tensor], Tensor] | str | None = "auto", cbs: Iterable[Callback] | None = None):
+                  act: Callable[[Tensor], Tensor] | str | None = "auto", cbs: Iterable[Callback] | None = None,
+                  with_tta: bool = False):
         """Predictions and targets over `dl` (default: validation), on the CPU.
 
         `act='auto'` applies softmax when the loss is a cross-entropy (or the loss's own
         `activation` method); pass `None` for raw outputs or any function.
         Returns `(preds, targets)`, plus inputs and per-item losses when asked.
+        `with_tta=True` returns `self.tta(dl=dl)` instead (test-time augmentation, see `tta.py`).
         """
         from .callbacks.core import GatherPreds
+
+        if with_tta:
+            if with_input or with_loss or cbs:
+                raise ValueError("get_preds: with_tta cannot be combined with with_input, with_loss or cbs")
+            return self.tta(dl=dl, act=act)
 
         gather = GatherPreds(with_input=with_input, with_loss=with_loss)
         self._run_validation(dl, [gather, *(cbs or ())])
@@ -292,6 +421,13 @@ class Learner:
         if with_loss:
             out.append(gather.losses)
         return tuple(out)
+
+    def tta(self, n: int = 4, dl=None, tfms=None, beta: float | None = None, seed: int = 0, act="auto"):
+        """Test-time augmentation: `(probabilities, targets)` averaged over the plain pass over `dl`
+        (default: validation) and `n` passes with random flips/crops (see `deepfit.learner.tta`)."""
+        from .tta import tta
+
+        return tta(self, dl=dl, n=n, tfms=tfms, beta=beta, seed=seed, act=act)
 
     def predict(self, item: Any) -> tuple[Any, Tensor | int, Tensor]:
         """Predict one raw item (e.g. a uint8 image tensor, as stored in the dataset).
@@ -317,6 +453,61 @@ class Learner:
         if hasattr(valid, "encode"):
             return valid.encode(item)
         return to_device(item.unsqueeze(0) if isinstance(item, Tensor) else item, self.dls.device)
+
+    def summary(self, xb: Any = None, print_it: bool = True) -> str:
+        """Table of layers (name, type, output shape, params, trainable) for one real batch; see
+        `deepfit.interpret.summary`."""
+        from ..interpret.summary import summary
+
+        return summary(self, xb=xb, print_it=print_it)
+
+    def check(self) -> None:
+        """Run the model on one training batch and raise a clear error on a model/data mismatch (checks.py)."""
+        from .checks import check_model_data
+
+        check_model_data(self)
+        self._checked = (id(self.model), id(self.dls))
+
+    # ------------------------------------------------------------------ saving (checkpoint.py, export.py)
+    def save(self, name: str | Path, with_opt: bool = True) -> Path:
+        """Checkpoint model, optimizer, position, RNGs and history atomically to `path/models/<name>.pt`."""
+        from .checkpoint import save_checkpoint
+
+        return save_checkpoint(self, name, with_opt=with_opt)
+
+    def load(self, name: str | Path, with_opt: bool = True, strict: bool = True, allow_pickle: bool = False):
+        """Load a checkpoint written by `save` (tensors only; pickle refused unless `allow_pickle=True`)."""
+        from .checkpoint import load_checkpoint
+
+        load_checkpoint(self, name, with_opt=with_opt, strict=strict, allow_pickle=allow_pickle)
+        return self
+
+    def export(self, path: str | Path, arch: str | None = None, **kwargs) -> Path:
+        """Write an inference folder (safetensors weights + JSON); reload it with `load_learner`.
+
+        `kwargs`: `text_vocab` and `tokenizer` for text models (default `dls.text_vocab`/`dls.tokenizer`).
+        """
+        from .export import export_learner
+
+        return export_learner(self, path, arch=arch, **kwargs)
+
+    def to_onnx(self, path: str | Path, example: Tensor | None = None, **kwargs) -> Path:
+        """Export the model to ONNX (dynamic batch size), traced on `example` or one validation item."""
+        from .export import to_onnx
+
+        return to_onnx(self, path, example=example, **kwargs)
+
+    def to_torchscript(self, path: str | Path, example: Tensor | None = None) -> Path:
+        """Export the model as a traced TorchScript file."""
+        from .export import to_torchscript
+
+        return to_torchscript(self, path, example=example)
+
+
+def _group_lrs(opt: torch.optim.Optimizer, lr) -> list[float]:
+    from .optim import lr_for_groups, n_layer_groups
+
+    return lr_for_groups(lr, n_layer_groups(opt))
 
 
 class _Handler:

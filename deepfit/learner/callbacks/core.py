@@ -53,15 +53,11 @@ class DeviceCallback(Callback):
 
 
 def loss_per_item(loss_func, pred: Tensor, target: Tensor) -> Tensor:
-    """Evaluate `loss_func` with `reduction='none'` (restored afterwards)."""
-    if not hasattr(loss_func, "reduction"):
-        raise TypeError(f"{type(loss_func).__name__} has no `reduction` attribute: cannot get per-item losses")
-    old = loss_func.reduction
-    loss_func.reduction = "none"
-    try:
-        return loss_func(pred, target)
-    finally:
-        loss_func.reduction = old
+    """Evaluate `loss_func` without reduction (see `losses.NoneReduce`)."""
+    from ..losses import NoneReduce
+
+    with NoneReduce(loss_func) as per_item:
+        return per_item(pred, target)
 
 
 class GatherPreds(Callback):

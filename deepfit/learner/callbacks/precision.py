@@ -1,0 +1,314 @@
+"""Mixed-precision training: `torch.autocast` for the forward pass, dynamic loss scaling for float16.
+
+How the notes' manual recipe maps onto this callback:
+
+| the notes' recipe                                   | here                                                   |
+| --------------------------------------------------- | ------------------------------------------------------ |
+| an fp16 copy of the model for forward and backward  | the model keeps float32 weights; `torch.autocast` runs |
+|                                                     | matmuls/convolutions in float16 (or bfloat16) on the   |
+|                                                     | fly, so backward runs in the same low precision        |
+| fp32 "master" weights, updated by the optimizer,    | the model's own float32 parameters *are* the master    |
+| then copied back into the fp16 model                | weights: gradients arrive in float32 and the optimizer |
+|                                                     | steps them directly; there is nothing to copy back     |
+| batchnorm kept in fp32                              | parameters (BN's affine weights and running stats) stay|
+|                                                     | float32; the BN kernels reduce in float32              |
+| loss computed in fp32 (`loss(pred.float(), y)`)     | autocast covers the model call only (forward hooks on  |
+|                                                     | the model); its float16/bfloat16 outputs are cast to   |
+|                                                     | float32, so the loss (and MixUp's mixing) runs in fp32 |
+| multiply the loss by a scale (e.g. 512) before      | `torch.amp.GradScaler.scale(loss)` in `before_backward`|
+| backward, divide the gradients by it afterwards     | (`learn.loss` is put back unscaled in `after_backward`)|
+|                                                     | and `scaler.unscale_(opt)` just before the step        |
+| dynamic scale: on inf/NaN gradients halve the scale | `scaler.step(opt)` skips the step when any gradient is |
+| and skip the step; after N clean steps double it    | inf/NaN, `scaler.update()` multiplies the scale by     |
+|                                                     | `backoff_factor` (0.5) on overflow and by              |
+|                                                     | `growth_factor` (2) after `growth_interval` clean steps|
+
+bfloat16 has float32's exponent range, so it needs no loss scaling (no scaler by default).
+
+Which dtype (`MixedPrecision(dtype=None)`): float16 with loss scaling on CUDA; on a CPU, bfloat16 when
+the CPU has native bf16 instructions (AVX512-BF16/AMX, Arm BF16), otherwise plain float32 with a
+one-line notice, because emulated bf16 autocast is slower than float32 (2-9× for matmul-heavy
+models on this project's CPU). `dtype=torch.bfloat16` (or `learn.to_bf16()`) forces it anyway.
+
+Contract with gradient clipping, gradient accumulation and anything else that touches gradients:
+
+- `MixedPrecision.order = 90`. With loss scaling on, its `before_step` unscales the gradients (if
+  not done yet), calls `scaler.step(opt)`, `scaler.update()`, `opt.zero_grad()`, then raises
+  `CancelStep` so the Learner does not step a second time.
+- Gradient accumulation raises `CancelStep` in `before_step` with an order below 90 on batches that
+  must not step; MixedPrecision's `before_step` then does not run, gradients keep accumulating
+  (all at the same scale, which only changes in `update()`) and nothing is unscaled.
+- Anything that reads or changes gradient values (clipping, gradient-norm logging) first calls
+  `unscale_gradients(learn)` (a no-op without loss scaling), in `before_step` with an order below
+  90 (or in `after_backward` when no accumulation is used). Unscaling happens at most once per
+  optimizer step; calling it again is harmless.
+- A callback that rescales the loss for accumulation does it in `before_backward` with an order
+  below 90 (the scaler multiplies whatever `learn.loss` holds at that point).
+- Checkpoints save and restore `learn.mixed_precision.state_dict()` (the scaler's scale and growth
+  tracker; `learn.mixed_precision.scaler` is the `GradScaler` itself).
+
+Host syncs: `scaler.step` reads the overflow flag once per optimizer step; dynamic loss scaling
+needs that decision on the host. bfloat16 training has no per-batch sync.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..events import Callback, CancelStep
+
+_LOW = (torch.float16, torch.bfloat16)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU runs bfloat16 natively (x86 AVX512-BF16/AMX-BF16, Arm BF16)."""
+    get_cap = getattr(getattr(torch._C, "_cpu", None), "_get_cpu_capability", None)
+    if get_cap is not None:
+        try:
+            cap = get_cap()
+            if cap.get("avx512_bf16") or cap.get("amx_bf16"):
+                return True
+            if cap.get("architecture", "x86_64") in ("x86_64", "AMD64"):
+                return False
+        except Exception:
+            pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(f.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """The autocast dtype `MixedPrecision(dtype=None)` picks for `device` (float32 means off)."""
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+    if torch.amp.is_autocast_available(device.type):
+        return torch.bfloat16
+    return torch.float32
+
+
+def to_float(x: Any) -> Any:
+    """Cast float16/bfloat16 tensors (also inside tuples, lists and dicts) to float32."""
+    if isinstance(x, Tensor):
+        return x.float() if x.dtype in _LOW else x
+    if isinstance(x, tuple) and hasattr(x, "_fields"):  # a namedtuple
+        return type(x)(*(to_float(o) for o in x))
+    if isinstance(x, (tuple, list)):
+        return type(x)(to_float(o) for o in x)
+    if isinstance(x, dict):
+        return {k: to_float(v) for k, v in x.items()}
+    return x
+
+
+def _model_device(learn) -> torch.device:
+    dls_device = getattr(learn.dls, "device", None)
+    if dls_device is not None:
+        return torch.device(dls_device)
+    param = next(learn.model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+class MixedPrecision(Callback):
+    """Forward pass and loss under `torch.autocast`; dynamic loss scaling when training in float16.
+
+    Args:
+        dtype: `torch.float16`, `torch.bfloat16`, `torch.float32` (off) or `None` (pick for the
+            device: see the module docstring).
+        loss_scale: use a `GradScaler`; `None` means "for float16 only".
+        init_scale, growth_factor, backoff_factor, growth_interval: the `GradScaler`'s dynamic
+            loss-scale settings (start scale, ×growth after `growth_interval` clean steps,
+            ×backoff and skip the step on an inf/NaN gradient).
+
+    After `before_fit`: `.dtype` (the dtype in use; float32 when off), `.device_type`, `.scaler`
+    (a `torch.amp.GradScaler`, disabled when not scaling). Reachable as `learn.mixed_precision`.
+    """
+
+    order = 90
+
+    def __init__(self, dtype: torch.dtype | None = None, loss_scale: bool | None = None,
+                 init_scale: float = 2.0**16, growth_factor: float = 2.0, backoff_factor: float = 0.5,
+                 growth_interval: int = 2000):
+        if dtype not in (None, torch.float16, torch.bfloat16, torch.float32):
+            raise ValueError(f"dtype must be torch.float16, torch.bfloat16, torch.float32 or None, got {dtype}")
+        self.requested_dtype = dtype
+        self.loss_scale = loss_scale
+        self.scaler_kwargs = dict(init_scale=init_scale, growth_factor=growth_factor,
+                                  backoff_factor=backoff_factor, growth_interval=growth_interval)
+        self.dtype: torch.dtype | None = None
+        self.device_type: str | None = None
+        self.scaler: torch.amp.GradScaler | None = None
+        self._pending_state: dict | None = None
+        self._autocast: torch.autocast | None = None
+        self._handles: list = []
+        self._hooked = None
+        self._armed = False
+        self._in_fit = False
+        self._unscaled_loss: Tensor | None = None
+        self._grads_unscaled = False
+        self._noticed = False
+
+    def __repr__(self) -> str:
+        return f"MixedPrecision(dtype={self.requested_dtype})"
+
+    # ---------------------------------------------------------------- set-up
+    @property
+    def enabled(self) -> bool:
+        return self.dtype in _LOW
+
+    @property
+    def scaling(self) -> bool:
+        return self.scaler is not None and self.scaler.is_enabled()
+
+    def before_fit(self) -> None:
+        self._setup()
+        self._in_fit = True
+        self._attach()
+
+    def _setup(self) -> None:
+        device = _model_device(self.learn)
+        dtype = self.requested_dtype
+        if dtype is None:
+            dtype = default_dtype(device)
+            if dtype == torch.float32 and not self._noticed:
+                self._noticed = True
+                self.learn.logger(f"MixedPrecision: no fast low-precision autocast on {device.type}; "
+                                  "training in float32 (pass dtype=torch.bfloat16 to force bf16)")
+        if dtype in _LOW and not torch.amp.is_autocast_available(device.type):
+            raise RuntimeError(f"MixedPrecision: torch.autocast is not available for device type {device.type!r}")
+        self.dtype, self.device_type = dtype, device.type
+        scale = dtype == torch.float16 if self.loss_scale is None else bool(self.loss_scale)
+        scale = scale and dtype in _LOW
+        if (self.scaler is None or self.scaler.is_enabled() != scale
+                or getattr(self.scaler, "_device", device.type) != device.type):
+            self.scaler = torch.amp.GradScaler(device.type, enabled=scale, **self.scaler_kwargs)
+        if self._pending_state is not None and self.scaler.is_enabled():
+            self.scaler.load_state_dict(self._pending_state)
+            self._pending_state = None
+        self._grads_unscaled = False
+
+    # ---------------------------------------------------------------- forward and loss
+    # Autocast is entered by a forward pre-hook on the model and left by a forward hook that runs even
+    # when the forward raises (`always_call=True`), so the autocast state never outlives the model call.
+    # `before_batch` arms the pre-hook for exactly one call; outside the Learner's batches the model
+    # runs as usual.
+    def _attach(self) -> None:
+        model = self.learn.model
+        if self._hooked is model:
+            return
+        self._detach()
+        if not self.enabled:
+            return
+        self._handles = [model.register_forward_pre_hook(self._enter_autocast),
+                         model.register_forward_hook(self._leave_autocast, prepend=True, always_call=True)]
+        self._hooked = model
+
+    def _detach(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles, self._hooked, self._armed = [], None, False
+
+    def _enter_autocast(self, module, args) -> None:
+        if self._armed:
+            self._armed = False
+            self._autocast = torch.autocast(self.device_type, dtype=self.dtype)
+            self._autocast.__enter__()
+
+    def _leave_autocast(self, module, args, output):
+        if self._autocast is None:
+            return None
+        ctx, self._autocast = self._autocast, None
+        ctx.__exit__(None, None, None)
+        return to_float(output) if output is not None else None
+
+    def before_validate(self) -> None:
+        if self.dtype is None:
+            self._setup()
+        self._attach()
+
+    def after_validate(self) -> None:
+        if not self._in_fit:
+            self._detach()
+
+    def before_batch(self) -> None:
+        self._armed = self.enabled
+
+    def after_pred(self) -> None:
+        self._armed = False
+
+    # ---------------------------------------------------------------- backward and step
+    def before_backward(self) -> None:
+        if self._grads_unscaled:
+            raise RuntimeError("MixedPrecision: gradients were unscaled but the optimizer step was cancelled; "
+                               "unscale only on batches that step (see deepfit.learner.callbacks.precision)")
+        if self.scaling:
+            self._unscaled_loss = self.learn.loss
+            self.learn.loss = self.scaler.scale(self.learn.loss)
+
+    def after_backward(self) -> None:
+        if self._unscaled_loss is not None:
+            self.learn.loss, self._unscaled_loss = self._unscaled_loss, None
+
+    def unscale_grads(self) -> None:
+        """Divide the gradients by the loss scale (once per optimizer step; no-op without scaling)."""
+        if self.scaling and not self._grads_unscaled:
+            self.scaler.unscale_(self.learn.opt)
+            self._grads_unscaled = True
+
+    def before_step(self) -> None:
+        if not self.scaling:
+            return
+        self.unscale_grads()
+        opt = self.learn.opt
+        self.scaler.step(opt)
+        self.scaler.update()
+        opt.zero_grad(set_to_none=True)
+        self._grads_unscaled = False
+        raise CancelStep()
+
+    def after_fit(self) -> None:
+        self._in_fit = False
+        self._detach()
+        self._unscaled_loss = None
+
+    after_cancel_fit = after_fit
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        """The loss scaler's state (scale, growth tracker); empty without loss scaling."""
+        if self.scaler is not None:
+            return self.scaler.state_dict()
+        return dict(self._pending_state or {})
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the loss scaler's state (applied at the next `before_fit` if no scaler exists yet)."""
+        if not state:
+            return
+        if self.scaler is not None and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state)
+        else:
+            self._pending_state = dict(state)
+
+
+def unscale_gradients(learn) -> None:
+    """Unscale `learn`'s gradients if a loss-scaling `MixedPrecision` is attached (else do nothing).
+
+    Call this before reading gradient values (clipping, norms); see the module docstring.
+    """
+    mp = getattr(learn, "mixed_precision", None)
+    if isinstance(mp, MixedPrecision) and mp in learn.cbs:
+        mp.unscale_grads()
+
+
+def set_precision(learn, dtype: torch.dtype | None, **kwargs) -> Any:
+    """Replace any attached `MixedPrecision` by `MixedPrecision(dtype, **kwargs)`; `float32` just removes it."""
+    learn.remove_cb(MixedPrecision)
+    if dtype != torch.float32:
+        learn.add_cb(MixedPrecision(dtype=dtype, **kwargs))
+    return learn

@@ -1,0 +1,90 @@
+"""Reading single data files with errors that name the file and what is wrong.
+
+Data readers call these so that a bad file fails with the same kind of message everywhere:
+
+- `read_text_file(path)`: UTF-8 text; invalid bytes raise `DataFormatError` with the byte offset;
+- `read_image_file(path, mode)`: a fully decoded PIL image; undecodable files raise `DataFormatError`;
+- `require_columns(path, header, columns)`: a CSV header holding the columns a task needs;
+- `list_files(folder, extensions)`: files of a folder, raising when the folder is missing or holds none;
+- `check_not_empty(n, what)`: a dataset or split with at least one item.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from .external import DataFormatError
+
+
+class EmptyDataError(ValueError):
+    """A dataset, split or folder holds no items."""
+
+
+def read_text_file(path: str | Path, encoding: str = "utf-8") -> str:
+    """The text of `path` (a leading UTF-8 byte-order mark removed).
+
+    Raises `DataFormatError` naming the file and the byte offset of the first invalid byte.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise DataFormatError(f"{path}: not valid {e.encoding.upper()} at byte offset {e.start} "
+                              f"(byte 0x{data[e.start]:02x}: {e.reason}); re-encode the file as UTF-8") from None
+    return text.removeprefix("\ufeff")
+
+
+def read_image_file(path: str | Path, mode: str | None = None):
+    """Open and fully decode the image `path` (converted to `mode`, e.g. 'L' or 'RGB', when given).
+
+    Raises `FileNotFoundError` for a missing file and `DataFormatError` naming the file when it cannot be
+    decoded (not an image, truncated, unsupported format).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such image file")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert(mode) if mode is not None and img.mode != mode else img.copy()
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+        raise DataFormatError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
+
+
+def require_columns(path: str | Path, header: Sequence[str] | None, columns: Iterable[str | None]) -> None:
+    """Raise `DataFormatError` when a CSV `header` lacks one of `columns` (`None` entries are ignored)."""
+    header = list(header or [])
+    missing = [c for c in columns if c is not None and c not in header]
+    if missing:
+        raise DataFormatError(f"{path}: no column {missing[0]!r} (columns are: {', '.join(map(repr, header))})")
+
+
+def list_files(folder: str | Path, extensions: Iterable[str] | None = None, recurse: bool = True) -> list[Path]:
+    """Sorted non-hidden files under `folder` with one of `extensions` (case-insensitive).
+
+    Raises `FileNotFoundError` for a missing folder and `EmptyDataError` when no file matches.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    exts = None if extensions is None else {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recurse else []
+        out += [Path(dirpath) / f for f in filenames
+                if not f.startswith(".") and (exts is None or os.path.splitext(f)[1].lower() in exts)]
+    if not out:
+        kinds = f" with extensions {sorted(exts)}" if exts else ""
+        raise EmptyDataError(f"{folder}: folder holds no files{kinds}")
+    return sorted(out)
+
+
+def check_not_empty(n: int, what: str) -> None:
+    """Raise `EmptyDataError` when `what` (e.g. 'training set of images in data/train') has `n == 0` items."""
+    if n == 0:
+        raise EmptyDataError(f"{what} is empty (0 items)")

@@ -1,0 +1,513 @@
+"""Atomic checkpoints and exact resume.
+
+A checkpoint is one `torch.save`d dict holding only tensors and plain containers (so it loads with
+`torch.load(weights_only=True)`, which never runs code from the file):
+
+- `model`: the model's `state_dict`; `opt`: the optimizer's `state_dict`;
+- `position`: epoch, training batches done in that epoch, `train_iter`;
+- `loaders`: each loader's shuffling seed and epoch (a `TensorLoader`'s order is a pure function of both);
+- `rng`: Python, NumPy, torch CPU (and CUDA/MPS when present) generator states;
+- `scaler`: the loss scaler of a `learn.mixed_precision` callback, when there is one;
+- `recorder`: the Recorder's history; `callbacks`: `state_dict()` of every callback defining one.
+
+Writes go to a temporary file in the target's folder, are flushed and `fsync`ed, then renamed over the
+target (and the folder is `fsync`ed): a crash leaves either the old checkpoint or the new one, never half
+of one.
+
+Resuming (`learn.fit(n, resume=path_or_'last')`) restores all of this and skips the training batches
+already done in the interrupted epoch without loading them (for `TensorLoader`s), so that on the CPU a
+resumed run ends with weights bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..data.core import TensorLoader
+from .events import Callback
+
+if TYPE_CHECKING:
+    from .learner import Learner
+
+FORMAT = "deepfit-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be written, read or applied; the message says which file and why."""
+
+
+class PickleRefusedError(CheckpointError):
+    """A file needs pickle (arbitrary Python objects) to load, and `allow_pickle` was not given."""
+
+
+# ---------------------------------------------------------------------------------------------- paths
+def checkpoint_dir(learn: Learner) -> Path:
+    """Where `learn.save(name)` writes: `learn.path / 'models'`."""
+    return Path(learn.path) / "models"
+
+
+def checkpoint_path(learn: Learner, name: str | Path) -> Path:
+    """`name` as a path: an existing path or one with a folder is used as is, else `models/<name>.pt`."""
+    p = Path(name)
+    if p.suffix or p.parent != Path(".") or p.exists():
+        return p
+    return checkpoint_dir(learn) / f"{p.name}.pt"
+
+
+# ---------------------------------------------------------------------------------------------- plain data
+def to_plain(obj: Any, where: str = "state") -> Any:
+    """Convert `obj` to tensors and plain containers that `torch.load(weights_only=True)` accepts.
+
+    NumPy arrays become tensors, NumPy scalars Python numbers, tuples lists; anything else that is
+    not a tensor, str, number, bool, None, list or dict raises `CheckpointError` naming `where`.
+    """
+    if obj is None or isinstance(obj, (bool, int, float, str, Tensor)):
+        return obj
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, torch.device | torch.dtype):
+        return str(obj)
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(o, f"{where}[{i}]") for i, o in enumerate(obj)]
+    if isinstance(obj, dict):
+        return {k: to_plain(v, f"{where}[{k!r}]") for k, v in obj.items()}
+    raise CheckpointError(f"cannot store {where} in a checkpoint: {type(obj).__name__} is not a tensor or a "
+                          "plain container (convert it in the callback's state_dict())")
+
+
+# ---------------------------------------------------------------------------------------------- RNG
+def get_rng_state() -> dict[str, Any]:
+    """The states of Python's, NumPy's and torch's global generators (CPU, and CUDA/MPS when present)."""
+    version, state, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    out: dict[str, Any] = {
+        "python": {"version": version, "state": list(state), "gauss": gauss},
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    mps = getattr(torch, "mps", None)
+    if mps is not None and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        out["mps"] = mps.get_rng_state()
+    return out
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore generator states saved by `get_rng_state`."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    npst = state["numpy"]
+    np.random.set_state((npst["kind"], npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"],
+                         npst["cached"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = state["cuda"]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+        else:
+            warnings.warn(f"checkpoint has CUDA RNG states for {len(cuda)} devices, this machine has "
+                          f"{torch.cuda.device_count()}: CUDA generators not restored", stacklevel=2)
+    if "mps" in state and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(state["mps"])
+
+
+# ---------------------------------------------------------------------------------------------- loaders
+def _loader_state(dl: Any, in_use: bool) -> dict[str, Any] | None:
+    """Seed and epoch of a loader; `in_use` means its current epoch's iterator is running (mid-epoch)."""
+    if dl is None:
+        return None
+    if hasattr(dl, "state_dict") and hasattr(dl, "load_state_dict"):
+        return {"custom": to_plain(dl.state_dict(), "loader state")}
+    if hasattr(dl, "seed") and hasattr(dl, "epoch"):
+        return {"seed": int(dl.seed), "epoch": int(dl.epoch) - (1 if in_use else 0)}
+    sampler = getattr(getattr(dl, "source", None), "sampler", None)
+    gen = getattr(sampler, "generator", None)
+    if isinstance(gen, torch.Generator):
+        return {"sampler_generator": gen.get_state()}
+    return {}
+
+
+def _load_loader_state(dl: Any, state: dict[str, Any] | None) -> None:
+    if dl is None or not state:
+        return
+    if "custom" in state:
+        dl.load_state_dict(state["custom"])
+    elif "seed" in state:
+        dl.seed = state["seed"]
+        if hasattr(dl, "set_epoch"):
+            dl.set_epoch(state["epoch"])
+        else:
+            dl.epoch = state["epoch"]
+    elif "sampler_generator" in state:
+        dl.source.sampler.generator.set_state(state["sampler_generator"])
+
+
+def _tfm_generators(dl: Any) -> list[torch.Generator | None]:
+    """The private `torch.Generator` of each of a loader's batch transforms (`None` where it has none)."""
+    return [g if isinstance(g := getattr(t, "generator", None), torch.Generator) else None
+            for t in getattr(dl, "tfms", None) or []]
+
+
+def _generator_states(dls: Any) -> dict[str, list]:
+    out = {}
+    for split in ("train", "valid"):
+        gens = _tfm_generators(getattr(dls, split, None))
+        out[split] = [g.get_state() if g is not None else None for g in gens]
+    return out
+
+
+def _set_generator_states(dls: Any, states: dict[str, list] | None) -> None:
+    for split, saved in (states or {}).items():
+        gens = _tfm_generators(getattr(dls, split, None))
+        if len(gens) != len(saved):
+            warnings.warn(f"checkpoint has {len(saved)} {split} batch transforms, the loader has {len(gens)}: "
+                          "their generators are not restored", stacklevel=3)
+            continue
+        for g, st in zip(gens, saved):
+            if g is not None and st is not None:
+                g.set_state(st)
+
+
+def iter_from(dl: Any, start: int):
+    """Iterate `dl`'s current epoch from batch `start`, consuming the epoch like a full iteration.
+
+    `TensorLoader`s (and loaders with an `iter_from(start)` method) skip the first batches without
+    producing them; other loaders produce and discard them.
+    """
+    if start <= 0:
+        return iter(dl)
+    if hasattr(dl, "iter_from"):
+        return dl.iter_from(start)
+    if isinstance(dl, TensorLoader):
+        order = dl.order()
+        dl.epoch += 1
+        rest = dl.new(indices=order[start * dl.bs:], shuffle=False)
+        return iter(rest)
+    it = iter(dl)
+    for _ in range(start):
+        next(it, None)
+    return it
+
+
+# ---------------------------------------------------------------------------------------------- recorder
+_RECORDER_LISTS = ("losses", "smooth_losses", "lrs", "moms", "values")
+
+
+def _recorder_state(learn: Learner) -> dict[str, Any] | None:
+    rec = getattr(learn, "recorder", None)
+    if rec is None or rec not in learn.cbs or not hasattr(rec, "losses"):
+        return None
+    if hasattr(rec, "flush"):
+        rec.flush()
+    state = {k: to_plain(list(getattr(rec, k, [])), f"recorder.{k}") for k in _RECORDER_LISTS}
+    state["avg"], state["count"] = float(getattr(rec, "_avg", 0.0)), int(getattr(rec, "_count", 0))
+    state["epoch_sums"] = [float(getattr(rec, "_train_total", 0.0)), int(getattr(rec, "_train_count", 0))]
+    return state
+
+
+def _load_recorder_state(learn: Learner, state: dict[str, Any] | None) -> None:
+    rec = getattr(learn, "recorder", None)
+    if rec is None or state is None:
+        return
+    for k in _RECORDER_LISTS:
+        setattr(rec, k, list(state[k]))
+    rec._avg, rec._count = state["avg"], state["count"]
+
+
+# ---------------------------------------------------------------------------------------------- position
+def _current_position(learn: Learner) -> dict[str, int]:
+    """Where training stands: `epoch` to run next (or in progress), training batches done in it, `train_iter`.
+
+    During `fit`, in the training phase, the current batch counts as done (save at `after_batch`);
+    in any other phase the epoch counts as done (save at `after_epoch`). Outside `fit` the last fit
+    counts as complete.
+    """
+    train_iter = int(getattr(learn, "train_iter", 0))
+    if getattr(learn, "_fitting", False) and learn.training:
+        return {"epoch": learn.epoch, "batches_done": learn.iter + 1, "train_iter": train_iter, "mid_epoch": 1}
+    if getattr(learn, "_fitting", False):
+        return {"epoch": learn.epoch + 1, "batches_done": 0, "train_iter": train_iter, "mid_epoch": 0}
+    epoch = learn.epoch + 1 if train_iter > 0 else 0
+    return {"epoch": epoch, "batches_done": 0, "train_iter": train_iter, "mid_epoch": 0}
+
+
+# ---------------------------------------------------------------------------------------------- save
+def checkpoint_state(learn: Learner, with_opt: bool = True) -> dict[str, Any]:
+    """Everything a checkpoint holds, as tensors and plain containers."""
+    pos = _current_position(learn)
+    mid = bool(pos["mid_epoch"])
+    dls = learn.dls
+    state: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": learn.model.state_dict(),
+        "opt": to_plain(learn.opt.state_dict(), "optimizer state") if with_opt and learn.opt is not None else None,
+        "position": pos,
+        "loaders": {"train": _loader_state(getattr(dls, "train", None), in_use=mid),
+                    "valid": _loader_state(getattr(dls, "valid", None), in_use=False)},
+        "rng": get_rng_state(),
+        "tfm_generators": _generator_states(dls),
+        "recorder": _recorder_state(learn),
+        "callbacks": {},
+        "scaler": None,
+    }
+    mp = getattr(learn, "mixed_precision", None)
+    scaler = getattr(mp, "scaler", None)
+    if scaler is not None and hasattr(scaler, "state_dict"):
+        state["scaler"] = to_plain(scaler.state_dict(), "loss scaler state")
+    for cb in learn.cbs:
+        if callable(getattr(cb, "state_dict", None)) and callable(getattr(cb, "load_state_dict", None)):
+            state["callbacks"][cb.name] = to_plain(cb.state_dict(), f"{type(cb).__name__}.state_dict()")
+    return state
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """`torch.save(obj)` to a temporary file beside `path`, flush, fsync, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def save_checkpoint(learn: Learner, name: str | Path, with_opt: bool = True) -> Path:
+    """Write a checkpoint of `learn` atomically; returns its path (`models/<name>.pt` for a bare name)."""
+    return atomic_torch_save(checkpoint_state(learn, with_opt=with_opt), checkpoint_path(learn, name))
+
+
+# ---------------------------------------------------------------------------------------------- load
+def safe_torch_load(path: str | Path, allow_pickle: bool = False) -> Any:
+    """`torch.load` that refuses files needing pickle unless `allow_pickle=True`.
+
+    With the default, only tensors and plain containers load (`weights_only=True`), so nothing in the
+    file can run code. `allow_pickle=True` unpickles arbitrary objects and CAN RUN ANY CODE the file
+    contains: use it only for files you trust.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    if allow_pickle:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()
+        detail = next((ln for ln in first if "GLOBAL" in ln or "Unsupported" in ln), first[0] if first else "")
+        raise PickleRefusedError(
+            f"refusing to load {path}: it contains pickled Python objects, and unpickling can run arbitrary "
+            f"code ({detail.strip()}). deepfit checkpoints hold only tensors and plain containers. If you trust "
+            "this file, pass allow_pickle=True.") from None
+    except (RuntimeError, OSError, EOFError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path}: {type(e).__name__}: {e} (a truncated or corrupt file?)") from None
+
+
+def load_checkpoint(learn: Learner, name: str | Path, with_opt: bool = True, strict: bool = True,
+                    allow_pickle: bool = False) -> dict[str, Any]:
+    """Load the model (and optimizer, recorder, callback, scaler states) saved by `save_checkpoint`.
+
+    A plain `state_dict` saved with `torch.save(model.state_dict())` also loads (model only).
+    RNG states, loader positions and the training position are applied only when resuming
+    (`fit(..., resume=...)`). Returns the checkpoint dict.
+    """
+    path = checkpoint_path(learn, name)
+    state = safe_torch_load(path, allow_pickle=allow_pickle)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        if isinstance(state, dict) and all(isinstance(v, Tensor) for v in state.values()):
+            _load_model(learn, state, strict, path)
+            return {"format": "state_dict", "model": state}
+        raise CheckpointError(f"{path} is not a deepfit checkpoint (no 'format': {FORMAT!r} entry)")
+    _load_model(learn, state["model"], strict, path)
+    if with_opt and state.get("opt") is not None:
+        if learn.opt is None:
+            learn.create_opt()
+        try:
+            learn.opt.load_state_dict(state["opt"])
+        except (ValueError, KeyError) as e:
+            raise CheckpointError(f"{path}: optimizer state does not fit this learner's optimizer ({e}); "
+                                  "load with with_opt=False to restore the weights only") from None
+    _load_recorder_state(learn, state.get("recorder"))
+    mp = getattr(learn, "mixed_precision", None)
+    scaler = getattr(mp, "scaler", None)
+    if state.get("scaler") and scaler is not None and scaler.is_enabled():
+        scaler.load_state_dict(state["scaler"])
+    by_name = {cb.name: cb for cb in learn.cbs}
+    for cb_name, cb_state in (state.get("callbacks") or {}).items():
+        cb = by_name.get(cb_name)
+        if cb is not None and callable(getattr(cb, "load_state_dict", None)):
+            cb.load_state_dict(cb_state)
+    pos = state["position"]
+    learn.train_iter = pos["train_iter"]
+    return state
+
+
+def _load_model(learn: Learner, sd: dict[str, Tensor], strict: bool, path: Path) -> None:
+    try:
+        learn.model.load_state_dict(sd, strict=strict)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit this model: {e}") from None
+
+
+# ---------------------------------------------------------------------------------------------- resume
+@dataclass
+class ResumePoint:
+    """What `fit(resume=...)` still has to apply once the loop starts."""
+
+    epoch: int
+    batches_done: int
+    train_iter: int
+    rng: dict[str, Any]
+    generators: dict[str, list] | None
+    recorder_epoch_sums: list | None
+    path: Path
+    pending: bool = True
+
+    def start(self, learn: Learner) -> int:
+        """Called at the start of the epoch loop (after `before_fit`): returns the first epoch to run."""
+        learn.train_iter = self.train_iter
+        if self.epoch >= learn.n_epoch and self.epoch > 0:
+            warnings.warn(f"{self.path} was taken at epoch {self.epoch}: fit({learn.n_epoch}) has nothing left "
+                          "to do", stacklevel=3)
+        if self.batches_done == 0:
+            self._restore_rng(learn)
+            self.pending = False
+        return self.epoch
+
+    def take_batches(self, learn: Learner, dl: Any) -> tuple[int, Any]:
+        """Called by the training phase: the first batch index and the batches still to run."""
+        if not self.pending:
+            return 0, dl
+        self.pending = False
+        it = iter_from(dl, self.batches_done)
+        rec = getattr(learn, "recorder", None)
+        if rec is not None and self.recorder_epoch_sums is not None:
+            rec._train_total, rec._train_count = self.recorder_epoch_sums
+        self._restore_rng(learn)
+        return self.batches_done, it
+
+    def _restore_rng(self, learn: Learner) -> None:
+        set_rng_state(self.rng)
+        _set_generator_states(learn.dls, self.generators)
+
+
+def find_last_checkpoint(folder: str | Path, prefix: str | None = None) -> Path:
+    """The newest complete checkpoint in `folder` (the highest sequence number, then the newest file)."""
+    folder = Path(folder)
+    files = [p for p in folder.glob("*.pt") if not p.name.startswith(".")] if folder.is_dir() else []
+    if prefix is not None:
+        files = [p for p in files if p.name.startswith(prefix)]
+    if not files:
+        raise FileNotFoundError(f"resume='last': no checkpoint (*.pt) in {folder}")
+
+    def key(p: Path):
+        m = re.search(r"_(\d+)\.pt$", p.name)
+        return (int(m.group(1)) if m else -1, p.stat().st_mtime_ns)
+
+    return max(files, key=key)
+
+
+def prepare_resume(learn: Learner, resume: str | Path, allow_pickle: bool = False) -> ResumePoint:
+    """Load the checkpoint named by `resume` (a path, a name, or `'last'`) into `learn` for `fit`."""
+    path = find_last_checkpoint(checkpoint_dir(learn)) if str(resume) == "last" else checkpoint_path(learn, resume)
+    state = load_checkpoint(learn, path, allow_pickle=allow_pickle)
+    if state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} holds only model weights: it cannot be resumed from")
+    loaders = state.get("loaders") or {}
+    _load_loader_state(getattr(learn.dls, "train", None), loaders.get("train"))
+    _load_loader_state(getattr(learn.dls, "valid", None), loaders.get("valid"))
+    pos = state["position"]
+    rec = state.get("recorder")
+    sums = rec.get("epoch_sums") if rec and pos["batches_done"] > 0 else None
+    return ResumePoint(pos["epoch"], pos["batches_done"], pos["train_iter"], state["rng"],
+                       state.get("tfm_generators"), sums, path)
+
+
+# ---------------------------------------------------------------------------------------------- callback
+class CheckpointCallback(Callback):
+    """Save a checkpoint every epoch or every `every` training batches, keeping the last `keep_last`.
+
+    Files are `learn.path/models/<name>_<NNNNNN>.pt` with an increasing sequence number; resume with
+    `learn.fit(n_epoch, resume='last')`. Saving reads the recorder's pending losses from the device, so
+    it is a synchronisation point: choose `every` accordingly.
+    """
+
+    order = 90
+    run_valid = False
+
+    def __init__(self, every: int | str = "epoch", keep_last: int | None = 3, name: str = "checkpoint"):
+        if every != "epoch" and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
+            raise ValueError(f"every must be 'epoch' or a positive number of batches, got {every!r}")
+        if keep_last is not None and keep_last < 1:
+            raise ValueError(f"keep_last must be >= 1 or None, got {keep_last}")
+        self.every, self.keep_last, self.prefix = every, keep_last, name
+        self.saved: list[Path] = []
+
+    def _existing(self) -> list[Path]:
+        folder = checkpoint_dir(self.learn)
+        pat = re.compile(re.escape(self.prefix) + r"_(\d+)\.pt$")
+        found = [(int(m.group(1)), p) for p in folder.glob(f"{self.prefix}_*.pt") if (m := pat.match(p.name))]
+        return [p for _, p in sorted(found)]
+
+    def before_fit(self) -> None:
+        folder = checkpoint_dir(self.learn)
+        for stale in folder.glob(f".{self.prefix}_*.pt.tmp-*"):
+            stale.unlink(missing_ok=True)
+        existing = self._existing()
+        m = re.search(r"_(\d+)\.pt$", existing[-1].name) if existing else None
+        self._seq = int(m.group(1)) + 1 if m else 0
+
+    def _save(self) -> None:
+        path = checkpoint_dir(self.learn) / f"{self.prefix}_{self._seq:06d}.pt"
+        save_checkpoint(self.learn, path)
+        self._seq += 1
+        self.saved.append(path)
+        if self.keep_last is not None:
+            for old in self._existing()[:-self.keep_last]:
+                old.unlink(missing_ok=True)
+
+    def after_batch(self) -> None:
+        if self.every != "epoch" and self.learn.training and self.learn.train_iter % self.every == 0:
+            self._save()
+
+    def after_epoch(self) -> None:
+        if self.every == "epoch":
+            self._save()

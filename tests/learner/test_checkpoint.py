@@ -1,0 +1,248 @@
+"""Checkpoints: what they hold, atomic writes, refusing pickles, CheckpointCallback bookkeeping."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from deepfit.data import DataLoaders, TensorLoader
+from deepfit.learner import Callback, Learner
+from deepfit.learner.callbacks import ProgressCallback
+from deepfit.learner.checkpoint import (
+    CheckpointCallback,
+    CheckpointError,
+    PickleRefusedError,
+    find_last_checkpoint,
+    get_rng_state,
+    set_rng_state,
+)
+from deepfit.models import MLP
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny_learner(path: Path, seed: int = 0, cbs=()) -> Learner:
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (48, 1, 4, 4), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 3, (48,), generator=g)
+    dls = DataLoaders(TensorLoader(x[:32], y[:32], bs=8, shuffle=True, seed=seed, device="cpu"),
+                      TensorLoader(x[32:], y[32:], bs=16, device="cpu"), device="cpu")
+    learn = Learner(MLP(n_in=16, hidden=(8,), n_out=3), dls, lr=1e-2, path=path, cbs=cbs)
+    learn.remove_cb(ProgressCallback)
+    return learn
+
+
+class Counter(Callback):
+    """A callback with state to be checkpointed."""
+
+    def __init__(self):
+        self.n = 0
+
+    def after_batch(self) -> None:
+        self.n += 1
+
+    def state_dict(self) -> dict:
+        return {"n": self.n, "arr": np.arange(3)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.n = state["n"]
+        self.arr = state["arr"]
+
+
+class FakeMixedPrecision(Callback):
+    def __init__(self, scale: float):
+        self.scaler = torch.amp.GradScaler("cpu", init_scale=scale)
+
+
+def test_save_load_roundtrip(tmp_path):
+    learn = tiny_learner(tmp_path, cbs=[Counter()])
+    learn.fit(2)
+    path = learn.save("ck")
+    assert path == tmp_path / "models" / "ck.pt"
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")], "temporary file left behind"
+    raw = torch.load(path, weights_only=True)  # plain tensors and containers only
+    assert raw["position"] == {"epoch": 2, "batches_done": 0, "train_iter": 8, "mid_epoch": 0}
+    assert raw["loaders"]["train"] == {"seed": 0, "epoch": 2}
+
+    other = tiny_learner(tmp_path, seed=1, cbs=[Counter()])
+    other.fit(1)
+    other.load("ck")
+    for k, v in learn.model.state_dict().items():
+        assert torch.equal(other.model.state_dict()[k], v)
+    s1, s2 = learn.opt.state_dict(), other.opt.state_dict()
+    assert all(torch.equal(s1["state"][i]["exp_avg"], s2["state"][i]["exp_avg"]) for i in s1["state"])
+    assert other.recorder.losses == learn.recorder.losses and other.recorder.values == learn.recorder.values
+    assert other.counter.n == learn.counter.n == 10  # 2 epochs of 4 training + 1 validation batches
+    assert torch.equal(other.counter.arr, torch.arange(3))
+    assert other.train_iter == 8
+
+
+def test_scaler_state_roundtrip(tmp_path):
+    learn = tiny_learner(tmp_path)
+    learn.add_cb(FakeMixedPrecision(512.0))
+    learn.mixed_precision = learn.fake_mixed_precision
+    learn.save("amp")
+    other = tiny_learner(tmp_path)
+    other.mixed_precision = FakeMixedPrecision(2.0)
+    other.load("amp")
+    assert other.mixed_precision.scaler.get_scale() == 512.0
+
+
+def test_rng_state_roundtrip():
+    state = get_rng_state()
+    a = (random.random(), float(np.random.rand()), torch.rand(3))
+    set_rng_state(state)
+    b = (random.random(), float(np.random.rand()), torch.rand(3))
+    assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
+
+
+def test_unstorable_callback_state_is_named(tmp_path):
+    class Bad(Callback):
+        def state_dict(self):
+            return {"thing": object()}
+
+        def load_state_dict(self, state):
+            pass
+
+    learn = tiny_learner(tmp_path, cbs=[Bad()])
+    with pytest.raises(CheckpointError, match=r"Bad.state_dict\(\)\['thing'\].*object"):
+        learn.save("x")
+    assert not (tmp_path / "models" / "x.pt").exists()
+
+
+def test_plain_state_dict_loads(tmp_path):
+    learn = tiny_learner(tmp_path)
+    sd = {k: v + 1 for k, v in learn.model.state_dict().items()}
+    torch.save(sd, tmp_path / "weights.pt")
+    learn.load(tmp_path / "weights.pt")
+    assert all(torch.equal(learn.model.state_dict()[k], v) for k, v in sd.items())
+
+
+def test_wrong_architecture_is_a_clear_error(tmp_path):
+    learn = tiny_learner(tmp_path)
+    learn.save("ck")
+    other = tiny_learner(tmp_path)
+    other.model = MLP(n_in=16, hidden=(5,), n_out=3)
+    with pytest.raises(CheckpointError, match="weights do not fit this model"):
+        other.load("ck")
+
+
+class _Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_pickle_payload_is_refused_and_not_run(tmp_path):
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": _Payload(marker)}, evil)
+    raw = tmp_path / "evil.pkl"
+    raw.write_bytes(pickle.dumps(_Payload(marker)))
+    learn = tiny_learner(tmp_path)
+    for path in (evil, raw):
+        with pytest.raises(PickleRefusedError, match="allow_pickle=True"):
+            learn.load(path)
+    assert not marker.exists()
+
+
+def test_checkpoint_callback_keeps_last(tmp_path):
+    learn = tiny_learner(tmp_path)
+    cb = CheckpointCallback(every=3, keep_last=2)
+    learn.fit(3, cbs=[cb])  # 12 batches -> 4 checkpoints, 2 kept
+    files = sorted(p.name for p in (tmp_path / "models").iterdir())
+    assert files == ["checkpoint_000002.pt", "checkpoint_000003.pt"]
+    assert find_last_checkpoint(tmp_path / "models").name == "checkpoint_000003.pt"
+    learn.fit(1, cbs=[CheckpointCallback(every="epoch", keep_last=2)])  # numbering continues
+    assert find_last_checkpoint(tmp_path / "models").name == "checkpoint_000004.pt"
+    with pytest.raises(ValueError, match="every"):
+        CheckpointCallback(every=0)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        tiny_learner(tmp_path / "empty").fit(1, resume="last")
+
+
+def test_resume_from_finished_checkpoint_trains_nothing(tmp_path):
+    learn = tiny_learner(tmp_path)
+    learn.fit(2, cbs=[CheckpointCallback(every="epoch")])
+    before = {k: v.clone() for k, v in learn.model.state_dict().items()}
+    other = tiny_learner(tmp_path, seed=3)
+    with pytest.warns(UserWarning, match="nothing left"):
+        other.fit(2, resume="last")
+    assert all(torch.equal(other.model.state_dict()[k], v) for k, v in before.items())
+
+
+INTERRUPTED_SAVE = textwrap.dedent("""
+    import io, sys, time
+    sys.path.insert(0, {root!r})
+    import torch
+    from tests.learner.test_checkpoint import tiny_learner
+    from deepfit.learner import checkpoint
+    learn = tiny_learner(__import__("pathlib").Path({path!r}))
+    learn.save("ck")                       # the good checkpoint
+    real_save = torch.save
+    def half_then_hang(obj, f):
+        buf = io.BytesIO(); real_save(obj, buf); data = buf.getvalue()
+        f.write(data[: len(data) // 2]); f.flush()
+        print("HALF", flush=True); time.sleep(120)
+    checkpoint.torch.save = half_then_hang
+    with torch.no_grad():
+        for p in learn.model.parameters():
+            p.add_(1.0)
+    learn.save("ck")                       # killed in the middle of this one
+""")
+
+
+def test_interrupted_save_keeps_previous_checkpoint(tmp_path):
+    code = INTERRUPTED_SAVE.format(root=str(ROOT), path=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    line = proc.stdout.readline()
+    assert line.strip() == "HALF", proc.stderr.read()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    folder = tmp_path / "models"
+    partial = [p for p in folder.iterdir() if p.name.startswith(".ck.pt.tmp-")]
+    assert partial, "the kill should have left the half-written temporary file"
+    learn = tiny_learner(tmp_path)
+    learn.load("ck")  # the previous checkpoint, complete and untouched
+    fresh = tiny_learner(tmp_path)
+    assert all(torch.equal(learn.model.state_dict()[k], v) for k, v in fresh.model.state_dict().items())
+    assert find_last_checkpoint(folder).name == "ck.pt"
+    with pytest.raises(CheckpointError):
+        learn.load(partial[0])
+
+
+def test_model_only_checkpoint_cannot_resume(tmp_path):
+    learn = tiny_learner(tmp_path)
+    torch.save(learn.model.state_dict(), tmp_path / "w.pt")
+    with pytest.raises(CheckpointError, match="cannot be resumed"):
+        learn.fit(1, resume=tmp_path / "w.pt")
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        tiny_learner(tmp_path).load("nope")
+
+
+def test_save_does_not_change_training(tmp_path):
+    """Saving mid-run (RNG reads, recorder flushes) must not change the result."""
+    a = tiny_learner(tmp_path / "a")
+    a.fit(2)
+    b = tiny_learner(tmp_path / "b")
+    b.fit(2, cbs=[CheckpointCallback(every=1)])
+    assert all(torch.equal(a.model.state_dict()[k], v) for k, v in b.model.state_dict().items())
+    assert isinstance(b.model, nn.Module)

@@ -1,0 +1,234 @@
+"""Export -> load_learner -> identical predictions (also in a fresh process); pickles refused; TorchScript."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from deepfit.data import DataLoaders, TensorLoader, fashion_mnist_loaders
+from deepfit.learner import Learner, load_learner
+from deepfit.learner.callbacks import ProgressCallback
+from deepfit.learner.checkpoint import PickleRefusedError
+from deepfit.learner.export import SPEC_FILE, WEIGHTS_FILE, ExportError
+from deepfit.models import SimpleCNN, get_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    torch.manual_seed(0)
+    dls = fashion_mnist_loaders(bs=64, n_train=640, n_valid=128, device="cpu", seed=0)
+    learn = Learner(SimpleCNN(c_in=1, n_out=10, width=8, hidden=32), dls, lr=3e-3,
+                    path=tmp_path_factory.mktemp("learn"))
+    learn.remove_cb(ProgressCallback)
+    learn.fit(1)
+    return learn
+
+
+def raw_items(learn: Learner, n: int = 6) -> torch.Tensor:
+    """Raw uint8 28×28 validation images, as stored in the dataset."""
+    dl = learn.dls.valid
+    return dl.x[dl.indices[:n]]
+
+
+def test_export_folder_contents(trained):
+    folder = trained.export("export")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([SPEC_FILE, WEIGHTS_FILE])
+    spec = json.loads((folder / SPEC_FILE).read_text())
+    assert spec["arch"] == "simple_cnn" and spec["kwargs"]["width"] == 8
+    assert spec["vocab"][0] == "T-shirt/top" and spec["activation"] == "softmax"
+    assert spec["input"]["kind"] == "image" and spec["input"]["size"] == [28, 28]
+    assert spec["input"]["mean"] == pytest.approx([0.286]) and spec["input"]["std"] == pytest.approx([0.353])
+    assert (folder / WEIGHTS_FILE).read_bytes()[:8] != b"PK\x03\x04"  # safetensors, not a zip of pickles
+
+
+def test_load_learner_predicts_like_learner(trained, tmp_path):
+    folder = trained.export(tmp_path / "exp")
+    inf = load_learner(folder)
+    items = raw_items(trained)
+    for item in items:
+        dec, idx, probs = inf.predict(item)
+        dec2, idx2, probs2 = trained.predict(item)
+        assert (dec, idx) == (dec2, idx2)
+        assert torch.equal(probs, probs2)
+    # an image file gives the same as its tensor
+    png = tmp_path / "item.png"
+    Image.fromarray(items[0][0].numpy()).save(png)
+    assert torch.equal(inf.predict(png)[2], inf.predict(items[0])[2])
+    # batch prediction
+    decoded, probs = inf.predict_batch(items, bs=4)
+    ref, _ = trained.get_preds(dl=TensorLoader(items, torch.zeros(len(items), dtype=torch.long), bs=4, device="cpu",
+                                               mean=trained.dls.valid.mean, std=trained.dls.valid.std))
+    assert torch.allclose(probs, ref, atol=1e-6)
+    assert decoded == [trained.dls.vocab[i] for i in ref.argmax(1).tolist()]
+    paths_decoded, _ = inf.predict_batch([png, png])
+    assert paths_decoded == [decoded[0], decoded[0]]
+
+
+FRESH = textwrap.dedent("""
+    import sys, json, torch
+    sys.path.insert(0, {root!r})
+    from safetensors.torch import load_file
+    from deepfit import load_learner
+    inf = load_learner({folder!r})
+    items = load_file({items!r})["items"]
+    out = [inf.predict(x) for x in items]
+    from safetensors.torch import save_file
+    save_file({{"probs": torch.stack([o[2] for o in out])}}, {out!r})
+    print(json.dumps([o[0] for o in out]))
+""")
+
+
+def test_identical_predictions_in_fresh_process(trained, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = trained.export(tmp_path / "exp")
+    items = raw_items(trained).contiguous()
+    save_file({"items": items}, str(tmp_path / "items.safetensors"))
+    code = FRESH.format(root=str(ROOT), folder=str(folder), items=str(tmp_path / "items.safetensors"),
+                        out=str(tmp_path / "probs.safetensors"))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr[-3000:]
+    decoded = json.loads(res.stdout.strip().splitlines()[-1])
+    probs = load_file(str(tmp_path / "probs.safetensors"))["probs"]
+    expected = [trained.predict(x) for x in items]
+    assert decoded == [e[0] for e in expected]
+    assert torch.equal(probs, torch.stack([e[2] for e in expected]))
+
+
+class _Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_pickle_files_are_refused(trained, tmp_path):
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "export.pkl"
+    torch.save({"learner": _Payload(marker)}, evil)  # how a pickled "export" carries code
+    with pytest.raises(PickleRefusedError, match=r"pickle.*arbitrary code.*allow_pickle=True"):
+        load_learner(evil)
+    assert not marker.exists()
+    # a folder whose weights file was swapped for a pickle is refused too, without running it
+    folder = trained.export(tmp_path / "exp")
+    torch.save({"w": _Payload(marker)}, folder / WEIGHTS_FILE)
+    with pytest.raises(PickleRefusedError, match="not safetensors"):
+        load_learner(folder)
+    assert not marker.exists()
+
+
+def test_allow_pickle_loads_trusted_file(tmp_path):
+    model = SimpleCNN(width=4, hidden=8)
+    torch.save(model, tmp_path / "model.pt")
+    with pytest.raises(PickleRefusedError):
+        load_learner(tmp_path / "model.pt")
+    loaded = load_learner(tmp_path / "model.pt", allow_pickle=True)
+    assert isinstance(loaded, SimpleCNN)
+
+
+def test_unregistered_model_is_refused(tmp_path):
+    dls = DataLoaders(TensorLoader(torch.randn(8, 3), torch.zeros(8, dtype=torch.long), bs=4, device="cpu"),
+                      device="cpu")
+    learn = Learner(nn.Linear(3, 2), dls, path=tmp_path)
+    with pytest.raises(ExportError, match="not registered in deepfit.models.MODELS"):
+        learn.export("x")
+
+
+def test_bad_export_folders(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a deepfit export folder"):
+        load_learner(tmp_path)
+    (tmp_path / SPEC_FILE).write_text("{not json")
+    (tmp_path / WEIGHTS_FILE).write_bytes(b"")
+    with pytest.raises(ExportError, match="not valid JSON"):
+        load_learner(tmp_path)
+
+
+def test_text_export_predicts_from_text(tmp_path):
+    from deepfit.text.tokenize import Tokenizer
+
+    tok = Tokenizer.chars()
+    itos = ["xxunk", "xxpad", *"abcdefgh "]
+    stoi = {t: i for i, t in enumerate(itos)}
+    texts = ["abc", "bad", "fed", "hag"]
+    ids = torch.tensor([[stoi[c] for c in tok.tokenize1(t)] for t in texts])
+    dls = DataLoaders(TensorLoader(ids, torch.tensor([0, 1, 0, 1]), bs=2, device="cpu"), device="cpu",
+                      vocab=["neg", "pos"])
+    torch.manual_seed(0)
+    model = get_model("lstm_classifier", vocab_sz=len(itos), n_class=2, emb_sz=4, n_hid=4)
+    learn = Learner(model, dls, path=tmp_path)
+    folder = learn.export("text", text_vocab=itos, tokenizer=tok)
+    inf = load_learner(folder)
+    model.eval()
+    for t, x in zip(texts, ids):
+        dec, idx, probs = inf.predict(t)
+        with torch.no_grad():
+            ref = torch.softmax(model(x[None]), -1)[0]
+        assert torch.allclose(probs, ref, atol=1e-6) and dec == ["neg", "pos"][int(ref.argmax())]
+    assert inf.predict("zzz")[2].shape == (2,)  # unknown characters map to xxunk
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_torchscript_matches(trained, tmp_path):
+    path = trained.to_torchscript(tmp_path / "model.ts")
+    ts = torch.jit.load(str(path))
+    xb, _ = next(iter(trained.dls.valid))
+    trained.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(ts(xb), trained.model(xb), atol=1e-5)
+
+
+def test_predict_wrong_item_shape(trained, tmp_path):
+    inf = load_learner(trained.export(tmp_path / "exp"))
+    with pytest.raises(ValueError, match=r"expected items of shape \[1, 28, 28\], got \[3, 28, 28\]"):
+        inf.predict(torch.zeros(3, 28, 28, dtype=torch.uint8))
+    assert inf.predict(torch.zeros(28, 28, dtype=torch.uint8))[1] == inf.predict(torch.zeros(1, 28, 28,
+                                                                                           dtype=torch.uint8))[1]
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="bad.png: cannot decode image"):
+        inf.predict(bad)
+    assert np.isfinite(inf.predict(torch.zeros(28, 28, dtype=torch.uint8))[2].numpy()).all()
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_image_folder_export_predicts_from_files(tmp_path, in_memory):
+    """Images of varied sizes read from class folders: the export replays the item transforms."""
+    from deepfit.data import ImageDataLoaders, Resize
+
+    rng = np.random.default_rng(0)
+    for cls, (w, h) in (("cat", (20, 14)), ("dog", (13, 19))):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / "imgs" / cls / f"{i}.png")
+    tfms = [Resize(12, method="crop")]
+    dls = ImageDataLoaders.from_folder(tmp_path / "imgs", valid_pct=0.25, item_tfms=tfms, bs=4, device="cpu",
+                                       in_memory=in_memory)
+    learn = Learner(SimpleCNN(c_in=3, n_out=2, width=4, hidden=8), dls, path=tmp_path)
+    inf = load_learner(learn.export("exp", item_tfms=tfms))
+    assert inf.spec["input"]["item_tfms"] == [{"name": "Resize", "size": [12, 12], "method": "crop",
+                                               "resample": int(Image.BILINEAR)}]
+    from deepfit.data.transforms import apply_item_tfms
+    from deepfit.data.vision import image_to_tensor, open_image
+
+    learn.model.eval()
+    for path in sorted((tmp_path / "imgs").rglob("*.png")):
+        dec, idx, probs = inf.predict(path)
+        # the training pipeline's own preprocessing of the same file
+        item = image_to_tensor(apply_item_tfms(open_image(path, "RGB"), tfms, train=False))
+        with torch.no_grad():
+            ref = torch.softmax(learn.model(learn.dls.valid.encode(item)), -1)[0]
+        assert torch.allclose(ref, probs, atol=1e-6) and dec == dls.vocab[int(ref.argmax())]

@@ -254,20 +254,28 @@ class Rotate(BatchTransform):
 
     def __call__(self, x: Tensor) -> Tensor:
         _check_batch(x, "Rotate")
-        if not x.is_floating_point():
-            raise TypeError(f"Rotate: needs a float batch, got {x.dtype}")
-        n, _, h, w = x.shape
+        n = x.shape[0]
         angle = torch.rand(n, generator=self.generator) * 2 * self.max_deg - self.max_deg
         angle = torch.where(torch.rand(n, generator=self.generator) < self.p, angle, torch.zeros(n))
-        rad = angle * math.pi / 180
-        cos, sin = rad.cos(), rad.sin()
-        theta = torch.zeros(n, 2, 3)
-        # normalised coordinates stretch x by w and y by h: correct so non-square images rotate rigidly
-        theta[:, 0, 0], theta[:, 0, 1] = cos, -sin * h / w
-        theta[:, 1, 0], theta[:, 1, 1] = sin * w / h, cos
-        theta = theta.to(device=x.device, dtype=x.dtype, non_blocking=True)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode=self.padding_mode, align_corners=False)
+        return rotate(x, angle, self.padding_mode)
+
+
+def rotate(x: Tensor, degrees: Tensor | Sequence[float], padding_mode: str = "reflection") -> Tensor:
+    """Rotate each image of `x` by its angle in `degrees` (counter-clockwise on screen), bilinear."""
+    if not x.is_floating_point():
+        raise TypeError(f"rotate: needs a float batch, got {x.dtype}")
+    n, _, h, w = x.shape
+    rad = torch.as_tensor(degrees, dtype=torch.float32).cpu() * math.pi / 180
+    if rad.shape != (n,):
+        raise ValueError(f"rotate: {tuple(rad.shape)} angles for {n} images")
+    cos, sin = rad.cos(), rad.sin()
+    theta = torch.zeros(n, 2, 3)
+    # normalised coordinates stretch x by w and y by h: correct so non-square images rotate rigidly
+    theta[:, 0, 0], theta[:, 0, 1] = cos, -sin * h / w
+    theta[:, 1, 0], theta[:, 1, 1] = sin * w / h, cos
+    theta = theta.to(device=x.device, dtype=x.dtype, non_blocking=True)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
 
 
 _RGB_TO_GRAY = (0.299, 0.587, 0.114)

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.core import TensorLoader
+from ..distributed import is_main_process, unwrap_model
 from .checkpoint import PickleRefusedError, safe_torch_load
 from .learner import resolve_activation
 
@@ -168,7 +169,9 @@ def export_learner(learn: Learner, path: str | Path, arch: str | None = None, te
     folder = Path(path)
     if not folder.is_absolute():
         folder = Path(learn.path) / folder
-    model = learn.model
+    if not is_main_process():  # in a distributed run only rank 0 writes
+        return folder
+    model = unwrap_model(learn.model)
     name = arch if arch is not None else arch_name(model)
     config = getattr(model, "config", None)
     if not isinstance(config, dict):
@@ -205,14 +208,24 @@ def export_learner(learn: Learner, path: str | Path, arch: str | None = None, te
 
 
 # ---------------------------------------------------------------------------------------------- pickle detection
+def _is_safetensors_header(head: bytes, size: int) -> bool:
+    """A safetensors file starts with an 8-byte little-endian header length, then the JSON header `{...`."""
+    if len(head) < 9:
+        return False
+    header_len = int.from_bytes(head[:8], "little")
+    return head[8:9] == b"{" and 0 < header_len <= size - 8
+
+
 def needs_pickle(path: str | Path) -> str | None:
     """Why the file `path` would need pickle to load (`None` when it looks pickle-free)."""
     path = Path(path)
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(9)
+    if _is_safetensors_header(head, path.stat().st_size):
+        return None
     if head[:1] == b"\x80":
         return "it is a raw Python pickle"
-    if head == b"PK\x03\x04":
+    if head[:4] == b"PK\x03\x04":
         try:
             with zipfile.ZipFile(path) as z:
                 if any(n.endswith(".pkl") or n.endswith("/data.pkl") for n in z.namelist()):
@@ -433,7 +446,7 @@ def to_onnx(learn: Learner, path: str | Path, example: Tensor | None = None, ops
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     x = example_input(learn, example)
-    model = learn.model.eval()
+    model = unwrap_model(learn.model).eval()
     kwargs: dict[str, Any] = {"input_names": ["input"], "output_names": ["output"]}
     if opset is not None:
         kwargs["opset_version"] = opset
@@ -455,7 +468,7 @@ def to_torchscript(learn: Learner, path: str | Path, example: Tensor | None = No
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     x = example_input(learn, example)
-    model = learn.model.eval()
+    model = unwrap_model(learn.model).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         with torch.no_grad():

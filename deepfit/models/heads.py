@@ -238,9 +238,9 @@ class VisionModel(nn.Sequential):
     def __init__(self, arch: str | Callable[..., nn.Module], n_out: int, c_in: int = 3,
                  cut: int | Callable[[nn.Module], nn.Module] | None = None, lin_ftrs: Sequence[int] | None = None,
                  ps: float | Sequence[float] = 0.5, concat_pool: bool = True, first_bn: bool = True,
-                 bn_final: bool = False, model_kwargs: Mapping | None = None, *,
+                 bn_final: bool = False, arch_kwargs: Mapping | None = None, *,
                  state: Mapping[str, torch.Tensor] | None = None, source: str = "weights"):
-        model = build_arch(arch, c_in, **dict(model_kwargs or {}))
+        model = build_arch(arch, c_in, **dict(arch_kwargs or {}))
         body = create_body(model, cut)
         if state is not None:
             load_body_weights(body, state, source)
@@ -251,4 +251,4 @@ class VisionModel(nn.Sequential):
         self.config = dict(arch=arch, n_out=n_out, c_in=c_in, cut=cut,
                            lin_ftrs=None if lin_ftrs is None else list(lin_ftrs),
                            ps=ps if isinstance(ps, (int, float)) else list(ps), concat_pool=concat_pool,
-                           first_bn=first_bn, bn_final=bn_final, model_kwargs=dict(model_kwargs or {}))
+                           first_bn=first_bn, bn_final=bn_final, arch_kwargs=dict(arch_kwargs or {}))

@@ -232,3 +232,20 @@ def test_image_folder_export_predicts_from_files(tmp_path, in_memory):
         with torch.no_grad():
             ref = torch.softmax(learn.model(learn.dls.valid.encode(item)), -1)[0]
         assert torch.allclose(ref, probs, atol=1e-6) and dec == dls.vocab[int(ref.argmax())]
+
+
+def test_safetensors_whose_header_length_starts_with_0x80_is_not_taken_for_a_pickle(tmp_path):
+    from safetensors.torch import load_file
+
+    from deepfit.learner.export import needs_pickle
+
+    header = b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    header = header.ljust(0x80, b" ")  # the 8-byte length then begins with byte 0x80, like a pickle
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + torch.tensor([1.5]).numpy().tobytes())
+    assert path.read_bytes()[:1] == b"\x80"
+    assert needs_pickle(path) is None
+    assert load_file(str(path))["w"].item() == 1.5
+    pickled = tmp_path / "x.pt"
+    torch.save({"w": object()}, pickled, _use_new_zipfile_serialization=False)
+    assert needs_pickle(pickled) is not None

@@ -66,3 +66,16 @@ def test_adapt_input_channels_keeps_the_response_to_a_constant_image():
     adapt_input_channels(body, 1)
     assert body[0].weight.shape == (4, 1, 3, 3) and body[0].in_channels == 1
     assert torch.allclose(body(torch.full((1, 1, 5, 5), 0.5)), before, atol=1e-6)
+
+
+def test_vision_model_config_rebuilds_it_and_covers_transfer_model():
+    from deepfit.models import VisionModel, get_model
+    from deepfit.models.transfer import TransferModel
+
+    model = VisionModel("simple_cnn", 4, c_in=1, lin_ftrs=[32], arch_kwargs=dict(width=8))
+    rebuilt = get_model("vision_model", **model.config)
+    assert rebuilt.state_dict().keys() == model.state_dict().keys()
+    assert rebuilt(torch.zeros(2, 1, 28, 28)).shape == (2, 4)
+    other = TransferModel("simple_cnn", 4, c_in=1, lin_ftrs=[32], arch_kwargs=dict(width=8))
+    same = VisionModel(**other.config)  # the same network from the CLI's TransferModel config
+    assert {k: v.shape for k, v in same.state_dict().items()} == {k: v.shape for k, v in other.state_dict().items()}

@@ -58,6 +58,11 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside a `DistributedDataParallel` wrapper (the model itself otherwise)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

@@ -32,8 +32,8 @@ def ddp_run(tmp_path_factory):
     return out, proc
 
 
-def single_process_learner(bs: int) -> Learner:
-    learn = Learner(ddp_train.make_model(), ddp_train.make_data(bs), metrics=[accuracy], lr=0.1,
+def single_process_learner(bs: int, tmp_path: Path) -> Learner:
+    learn = Learner(ddp_train.make_model(), ddp_train.make_data(bs), metrics=[accuracy], lr=0.1, path=tmp_path,
                     opt_func=lambda p, lr: torch.optim.SGD(p, lr=lr))
     learn.remove_cb(learn.progress)
     return learn
@@ -41,40 +41,69 @@ def single_process_learner(bs: int) -> Learner:
 
 def test_two_ranks_batch_b_equal_one_process_batch_2b(ddp_run):
     out, _ = ddp_run
-    ddp_weights = torch.load(out / "weights.pt", weights_only=True)
-    learn = single_process_learner(bs=16)
+    ddp_weights = torch.load(out / "weights_train.pt", weights_only=True)
+    learn = single_process_learner(16, out)
     learn.fit(2)
     for name, value in learn.model.state_dict().items():
         assert torch.allclose(value, ddp_weights[name], atol=1e-5), name
     # and it really trained: the weights moved away from the initial ones
     init = ddp_train.make_model().state_dict()
     assert any(not torch.allclose(init[k], ddp_weights[k], atol=1e-3) for k in init)
-    figures = json.loads((out / "figures.json").read_text())
+    figures = json.loads((out / "figures_train.json").read_text())
     assert figures["world"] == 2
     assert figures["values"][-1][0] == pytest.approx(learn.recorder.values[-1][0], rel=1e-4)
 
 
 def test_reported_validation_equals_single_process_evaluation(ddp_run):
     out, _ = ddp_run
-    figures = json.loads((out / "figures.json").read_text())
-    learn = single_process_learner(bs=16)
-    learn.model.load_state_dict(torch.load(out / "weights.pt", weights_only=True))
+    figures = json.loads((out / "figures_train.json").read_text())
+    learn = single_process_learner(16, out)
+    learn.model.load_state_dict(torch.load(out / "weights_train.pt", weights_only=True))
     valid_loss, acc = learn.validate()
     assert figures["values"][-1][1] == pytest.approx(valid_loss, rel=1e-5)
     assert figures["values"][-1][2] == pytest.approx(acc)
 
 
-def test_only_rank_zero_prints_progress(ddp_run):
-    _, proc = ddp_run
+def test_only_rank_zero_prints_and_writes(ddp_run):
+    out, proc = ddp_run
     assert proc.stdout.count("train_loss") == 1
     assert len([line for line in proc.stdout.splitlines() if line.split()[:1] in (["0"], ["1"])]) == 2
+    rows = (out / "history.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("epoch") and [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
+    assert [p.name for p in (out / "models").iterdir()] == ["checkpoint_000001.pt"]
+
+
+def test_export_from_distributed_run_loads_in_one_process(ddp_run):
+    from deepfit.learner.export import load_learner
+
+    out, _ = ddp_run
+    inf = load_learner(out / "export")
+    learn = single_process_learner(16, out)
+    learn.model.load_state_dict(torch.load(out / "weights_train.pt", weights_only=True))
+    x = learn.dls.valid.x[:5]
+    expected = torch.softmax(learn.model.eval()(x), -1)
+    got = torch.stack([inf.predict(item)[2] for item in x])
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_distributed_checkpoint_resumes_in_distributed_run(tmp_path):
+    first = torchrun(tmp_path, "first", bs=8)
+    assert first.returncode == 0, first.stdout + first.stderr
+    resumed = torchrun(tmp_path, "resume", bs=8)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    weights = torch.load(tmp_path / "weights_resume.pt", weights_only=True)
+    learn = single_process_learner(16, tmp_path / "single")
+    learn.fit(2)
+    for name, value in learn.model.state_dict().items():
+        assert torch.allclose(value, weights[name], atol=1e-5), name
+    assert len(json.loads((tmp_path / "figures_resume.json").read_text())["values"]) == 2
 
 
 def test_exception_on_one_rank_stops_both_with_message(tmp_path):
     proc = torchrun(tmp_path, "fail", bs=8)
     assert proc.returncode != 0
     assert "rank 1 failed on purpose" in proc.stdout + proc.stderr
-    assert not (tmp_path / "weights.pt").exists()
+    assert not (tmp_path / "weights_fail.pt").exists()
 
 
 def test_tensor_loader_shards_disjoint_and_cover_the_epoch():

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from ..data.core import TensorLoader
+from ..distributed import is_main_process, unwrap_model
 from .events import Callback
 
 if TYPE_CHECKING:
@@ -256,7 +257,7 @@ def checkpoint_state(learn: Learner, with_opt: bool = True) -> dict[str, Any]:
     state: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
-        "model": learn.model.state_dict(),
+        "model": unwrap_model(learn.model).state_dict(),
         "opt": to_plain(learn.opt.state_dict(), "optimizer state") if with_opt and learn.opt is not None else None,
         "position": pos,
         "loaders": {"train": _loader_state(getattr(dls, "train", None), in_use=mid),
@@ -309,8 +310,14 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
 
 
 def save_checkpoint(learn: Learner, name: str | Path, with_opt: bool = True) -> Path:
-    """Write a checkpoint of `learn` atomically; returns its path (`models/<name>.pt` for a bare name)."""
-    return atomic_torch_save(checkpoint_state(learn, with_opt=with_opt), checkpoint_path(learn, name))
+    """Write a checkpoint of `learn` atomically; returns its path (`models/<name>.pt` for a bare name).
+
+    In a distributed run only rank 0 writes (the state is the same on every rank).
+    """
+    path = checkpoint_path(learn, name)
+    if not is_main_process():
+        return path
+    return atomic_torch_save(checkpoint_state(learn, with_opt=with_opt), path)
 
 
 # ---------------------------------------------------------------------------------------------- load
@@ -382,7 +389,7 @@ def load_checkpoint(learn: Learner, name: str | Path, with_opt: bool = True, str
 
 def _load_model(learn: Learner, sd: dict[str, Tensor], strict: bool, path: Path) -> None:
     try:
-        learn.model.load_state_dict(sd, strict=strict)
+        unwrap_model(learn.model).load_state_dict(sd, strict=strict)
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit this model: {e}") from None
 
@@ -472,6 +479,7 @@ class CheckpointCallback(Callback):
 
     order = 90
     run_valid = False
+    main_process_only = True
 
     def __init__(self, every: int | str = "epoch", keep_last: int | None = 3, name: str = "checkpoint"):
         if every != "epoch" and (not isinstance(every, int) or isinstance(every, bool) or every < 1):

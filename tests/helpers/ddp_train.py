@@ -1,7 +1,9 @@
 """Training script run by tests/test_distributed.py, under torchrun or as one process.
 
     python tests/helpers/ddp_train.py OUT_DIR MODE BS
-MODE: 'train' (fit, then rank 0 saves weights and validation figures) or 'fail' (rank 1 raises).
+MODE: 'train' (fit 2 epochs with checkpoints and a CSV log, then rank 0 saves weights, figures and an
+export), 'first' (fit 1 epoch, checkpointing), 'resume' (fit 2 epochs resuming from the last checkpoint)
+or 'fail' (rank 1 raises).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from deepfit import distributed  # noqa: E402
 from deepfit.data import DataLoaders, TensorLoader  # noqa: E402
-from deepfit.learner import Callback, Learner, accuracy  # noqa: E402
+from deepfit.learner import Callback, CheckpointCallback, CSVLogger, Learner, accuracy  # noqa: E402
+from deepfit.models import get_model  # noqa: E402
 
 
 def make_data(bs: int) -> DataLoaders:
@@ -32,7 +35,7 @@ def make_data(bs: int) -> DataLoaders:
 
 def make_model() -> nn.Module:
     torch.manual_seed(1)
-    return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
+    return get_model("mlp", n_in=6, hidden=[16], n_out=3)
 
 
 class FailOnRank1(Callback):
@@ -44,16 +47,20 @@ class FailOnRank1(Callback):
 def main() -> None:
     out, mode, bs = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     dls = make_data(bs)
-    cbs = [FailOnRank1()] if mode == "fail" else []
-    learn = Learner(make_model(), dls, metrics=[accuracy], lr=0.1, cbs=cbs,
+    cbs = [FailOnRank1()] if mode == "fail" else [CheckpointCallback(every="epoch", keep_last=1),
+                                                   CSVLogger("history.csv", append=mode == "resume")]
+    learn = Learner(make_model(), dls, metrics=[accuracy], lr=0.1, cbs=cbs, path=out,
                     opt_func=lambda p, lr: torch.optim.SGD(p, lr=lr))
-    learn.fit(2)
+    if mode == "first":
+        learn.fit(1)
+    else:
+        learn.fit(2, resume="last" if mode == "resume" else None)
     if distributed.is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.detach().cpu() for k, v in learn.model.state_dict().items()}, out / "weights.pt")
-        (out / "figures.json").write_text(json.dumps({"values": learn.recorder.values,
-                                                      "world": distributed.world_size(),
-                                                      "n_train_batches": len(dls.train)}))
+        torch.save({k: v.detach().cpu() for k, v in learn.model.state_dict().items()}, out / f"weights_{mode}.pt")
+        (out / f"figures_{mode}.json").write_text(json.dumps({"values": learn.recorder.values,
+                                                              "world": distributed.world_size(),
+                                                              "n_train_batches": len(dls.train)}))
+    learn.export(out / "export")
 
 
 if __name__ == "__main__":

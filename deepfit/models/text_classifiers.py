@@ -9,8 +9,7 @@ here first moves the padding to the right (`pad_to_right`), so results do not de
 - `masked_concat_pool` pools the kept outputs into `[last, max, mean]` over non-padding steps.
 - `PoolingLinearClassifier`: masked concat pooling → [BatchNorm → Dropout → Linear (→ ReLU)] blocks.
 - `LSTMClassifier`: embedding → LSTM (layers, optionally bidirectional) → dropout → linear on the
-  last hidden state(s) (forward and backward concatenated), with packed sequences so padding is
-  never read.
+  last hidden state(s) (forward and backward concatenated); padding is never read.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from .awd_lstm import (
     AWD_LSTM,
@@ -186,12 +184,28 @@ def awd_lstm_clas_split(model: nn.Module) -> list[list[nn.Parameter]]:
     return groups
 
 
+def reverse_index(lengths: Tensor, seq_len: int) -> Tensor:
+    """`(bs, seq_len)` gather indices reversing the first `lengths[i]` steps of each row (padding stays last).
+
+    The permutation is its own inverse, so the same index re-aligns reversed outputs.
+    """
+    pos = torch.arange(seq_len, device=lengths.device).expand(len(lengths), seq_len)
+    rev = lengths[:, None] - 1 - pos
+    return torch.where(rev >= 0, rev, pos)
+
+
+def _gather_steps(x: Tensor, idx: Tensor) -> Tensor:
+    return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.size(-1)))
+
+
 class LSTMClassifier(nn.Module):
     """Embedding → LSTM (`n_layers`, optionally bidirectional) → dropout → linear on the last hidden state(s).
 
-    The last layer's final hidden state is used; when bidirectional, the forward direction's state
-    after the last real token and the backward direction's state after the first are concatenated.
-    Sequences are packed (`pack_padded_sequence`), which reads the lengths on the host once per batch.
+    The features are the last layer's state after the last real token (forward direction), concatenated
+    with the backward direction's state after the first token when bidirectional. Padding (either side) is
+    moved to the right, each direction is a single-layer `nn.LSTM` per layer and the backward one reads each
+    row's real tokens reversed (a gather), so padding never reaches a used state, with no packed sequences
+    (slow on CPU) and no host sync. `dropout` applies between layers and before the linear layer.
     Use `set_embeddings(weight, freeze)` to start from pretrained vectors (see `load_embeddings`).
     """
 
@@ -202,12 +216,14 @@ class LSTMClassifier(nn.Module):
             raise ValueError(f"n_layers must be >= 1, got {n_layers}")
         self.config = dict(vocab_sz=vocab_sz, n_class=n_class, emb_sz=emb_sz, n_hid=n_hid, n_layers=n_layers,
                            bidirectional=bidirectional, dropout=dropout, pad_idx=pad_idx)
-        self.pad_idx = pad_idx
+        self.pad_idx, self.n_layers, self.bidirectional = pad_idx, n_layers, bidirectional
+        n_dir = 2 if bidirectional else 1
         self.embedding = nn.Embedding(vocab_sz, emb_sz, padding_idx=pad_idx)
-        self.rnn = nn.LSTM(emb_sz, n_hid, num_layers=n_layers, bidirectional=bidirectional, batch_first=True,
-                           dropout=dropout if n_layers > 1 else 0.0)
+        sizes = [emb_sz] + [n_hid * n_dir] * (n_layers - 1)
+        self.fwd = nn.ModuleList(nn.LSTM(n_in, n_hid, batch_first=True) for n_in in sizes)
+        self.bwd = nn.ModuleList(nn.LSTM(n_in, n_hid, batch_first=True) for n_in in sizes) if bidirectional else None
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(n_hid * (2 if bidirectional else 1), n_class)
+        self.fc = nn.Linear(n_hid * n_dir, n_class)
 
     def set_embeddings(self, weight: Tensor, freeze: bool = False) -> None:
         """Copy pretrained vectors `(vocab_sz, emb_sz)` into the embedding; `freeze` stops their training."""
@@ -220,13 +236,23 @@ class LSTMClassifier(nn.Module):
 
     def forward(self, inp: Tensor) -> Tensor:
         x, lengths = pad_to_right(inp, self.pad_idx)
-        emb = self.embedding(x)
-        packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, (h, _) = self.rnn(packed)
-        last = torch.cat([h[-2], h[-1]], dim=1) if self.rnn.bidirectional else h[-1]
+        h = self.embedding(x)
+        rev = reverse_index(lengths, x.size(1)) if self.bidirectional else None
+        for i in range(self.n_layers):
+            f, _ = self.fwd[i](h)
+            out = f
+            if self.bwd is not None:
+                b, _ = self.bwd[i](_gather_steps(h, rev))
+                b = _gather_steps(b, rev)  # back in reading order: b[:, t] has read tokens len-1 .. t
+                out = torch.cat([f, b], dim=-1)
+            h = self.dropout(out) if i < self.n_layers - 1 else out
+        last = f[torch.arange(x.size(0), device=x.device), lengths - 1]
+        if self.bwd is not None:
+            last = torch.cat([last, b[:, 0]], dim=1)
         return self.fc(self.dropout(last))
 
 
 def lstm_classifier_split(model: LSTMClassifier) -> list[list[nn.Parameter]]:
-    """Layer groups of an `LSTMClassifier`: embedding, LSTM, head."""
-    return [list(model.embedding.parameters()), list(model.rnn.parameters()), list(model.fc.parameters())]
+    """Layer groups of an `LSTMClassifier`: embedding, LSTM layers (both directions), head."""
+    rnns = [model.fwd] + ([model.bwd] if model.bwd is not None else [])
+    return [list(model.embedding.parameters()), _unique_params(rnns), list(model.fc.parameters())]

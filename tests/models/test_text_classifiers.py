@@ -151,3 +151,18 @@ def test_classifier_rebuilds_from_its_config():
     assert repr(rebuilt) == repr(model)
     lstm = LSTMClassifier(20, 2, emb_sz=4, n_hid=6, bidirectional=True)
     assert repr(get_model("lstm_classifier", **lstm.config)) == repr(lstm)
+
+
+def test_bilstm_matches_torch_bidirectional_lstm_on_unpadded_texts():
+    torch.manual_seed(0)
+    model = LSTMClassifier(20, 3, emb_sz=5, n_hid=6, n_layers=2, bidirectional=True, dropout=0.0).eval()
+    ref = torch.nn.LSTM(5, 6, num_layers=2, bidirectional=True, batch_first=True)
+    with torch.no_grad():
+        for layer in range(2):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(ref, f"{name}_l{layer}").copy_(getattr(model.fwd[layer], f"{name}_l0"))
+                getattr(ref, f"{name}_l{layer}_reverse").copy_(getattr(model.bwd[layer], f"{name}_l0"))
+    x = torch.randint(2, 20, (4, 9))
+    _, (h, _) = ref(model.embedding(x))
+    expected = model.fc(torch.cat([h[-2], h[-1]], dim=1))
+    torch.testing.assert_close(model(x), expected)

@@ -1,0 +1,327 @@
+"""ULMFiT with a `Learner`: language-model and classifier learners, encoder transfer, gradual unfreezing.
+
+- `language_model_learner(dls, arch=AWD_LSTM, ...)`: an AWD-LSTM language model with tied weights,
+  `FlatCrossEntropyLoss`, a perplexity metric, AR/TAR regularisation (`RNNRegularizer`) and state
+  resets (`RNNResetCallback`). `pretrained=` starts from a file written by `save_pretrained`, even
+  when the new corpus has another vocabulary (`transfer_vocab`).
+- `TextLearner.save_encoder(name)` / `load_encoder(name)`: move the encoder from the language model
+  to the classifier.
+- `text_classifier_learner(dls, arch=AWD_LSTM, vocab=...)`: `SentenceEncoder` + pooling head, split
+  into layer groups (embedding, each LSTM layer, head) for discriminative learning rates.
+- `fit_ulmfit(learn, lr)`: train the head, then `freeze_to(-2)`, `freeze_to(-3)`, `unfreeze`, each
+  stage with `fit_one_cycle` and `slice(lr_stage / 2.6**4, lr_stage)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..models.awd_lstm import AWD_LSTM, LinearDecoder, awd_lstm_lm_split, get_language_model
+from ..models.text_classifiers import SentenceEncoder, awd_lstm_clas_split, get_text_classifier
+from .events import Callback
+from .learner import Learner
+from .metrics import Metric, Perplexity, accuracy
+
+#: state-dict keys (suffixes) whose first dimension runs over the vocabulary
+VOCAB_KEYS: tuple[str, ...] = ("encoder_dp.emb.weight", "decoder.weight", "decoder.bias")
+
+
+# ---------------------------------------------------------------------------------------------- vocabulary
+def _itos(vocab: Any) -> list[str]:
+    itos = getattr(vocab, "itos", vocab)
+    if itos is None or isinstance(itos, str) or not isinstance(itos, Sequence):
+        raise TypeError(f"expected a Vocab or a list of tokens, got {type(vocab).__name__}")
+    return list(itos)
+
+
+def transfer_vocab(state_dict: dict[str, Tensor], old_itos: Sequence[str], new_itos: Sequence[str],
+                   keys: Sequence[str] = VOCAB_KEYS) -> tuple[dict[str, Tensor], int]:
+    """Re-index the vocabulary-sized tensors of a state dict from `old_itos` to `new_itos`.
+
+    For every tensor whose key ends with one of `keys`: the row of a token present in both
+    vocabularies is copied; a new token gets the mean of the old rows (embedding, decoder weight and
+    decoder bias alike). Other tensors are passed through. Returns `(new_state_dict, n_shared)`.
+    """
+    old_index = {t: i for i, t in enumerate(old_itos)}
+    src = torch.tensor([old_index.get(t, -1) for t in new_itos], dtype=torch.long)
+    found = src >= 0
+    out: dict[str, Tensor] = {}
+    for k, v in state_dict.items():
+        if not any(k.endswith(s) for s in keys):
+            out[k] = v
+            continue
+        if v.shape[0] != len(old_itos):
+            raise ValueError(f"transfer_vocab: {k} has {v.shape[0]} rows but the old vocabulary has "
+                             f"{len(old_itos)} tokens")
+        mean = v.float().mean(0).to(v.dtype)
+        new = mean.expand(len(new_itos), *v.shape[1:]).clone()
+        new[found] = v[src[found]]
+        out[k] = new
+    return out, int(found.sum())
+
+
+# ---------------------------------------------------------------------------------------------- callbacks
+class RNNRegularizer(Callback):
+    """AR and TAR (Merity et al.) on the last LSTM layer of a language model, during training.
+
+    AR: `alpha * mean(dropped_output ** 2)`; TAR: `beta * mean((raw[t + 1] - raw[t]) ** 2)`, where
+    `raw`/`dropped_output` are the input/output of the decoder's output dropout (captured by a
+    forward hook). The penalty enters the gradient through `loss + (reg - reg.detach())`, so the
+    recorded loss stays the plain cross-entropy (no host sync).
+    """
+
+    order = 5
+
+    def __init__(self, alpha: float = 2.0, beta: float = 1.0):
+        self.alpha, self.beta = alpha, beta
+        self._handle = None
+        self._raw = self._out = None
+
+    def _target(self) -> nn.Module:
+        for m in self.learn.model.modules():
+            if isinstance(m, LinearDecoder):
+                return m.output_dp
+        raise TypeError("RNNRegularizer needs a model with a LinearDecoder (a language model)")
+
+    def _hook(self, module: nn.Module, inputs: tuple, output: Tensor) -> None:
+        if module.training:
+            self._raw, self._out = inputs[0], output
+
+    def before_fit(self) -> None:
+        if self._handle is None and (self.alpha or self.beta):
+            self._handle = self._target().register_forward_hook(self._hook)
+
+    def after_loss(self) -> None:
+        raw, out = self._raw, self._out
+        self._raw = self._out = None
+        if not self.learn.training or raw is None:
+            return
+        reg = 0.0
+        if self.alpha:
+            reg = reg + self.alpha * out.float().pow(2).mean()
+        if self.beta and raw.size(1) > 1:
+            reg = reg + self.beta * (raw[:, 1:] - raw[:, :-1]).float().pow(2).mean()
+        if isinstance(reg, Tensor):
+            self.learn.loss = self.learn.loss + (reg - reg.detach())
+
+    def after_fit(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        self._raw = self._out = None
+
+
+# ---------------------------------------------------------------------------------------------- learner
+def _encoder_of(model: nn.Module) -> nn.Module:
+    """The encoder (e.g. `AWD_LSTM`) of a language model or a classifier."""
+    enc = model[0]
+    return enc.module if isinstance(enc, SentenceEncoder) else enc
+
+
+class TextLearner(Learner):
+    """A `Learner` for text models that knows its token vocabulary and moves encoders between models."""
+
+    def __init__(self, model: nn.Module, dls, *args, text_vocab: Any = None, **kwargs):
+        super().__init__(model, dls, *args, **kwargs)
+        self.text_vocab = text_vocab
+
+    @property
+    def itos(self) -> list[str] | None:
+        return None if self.text_vocab is None else _itos(self.text_vocab)
+
+    def _path(self, name: str | Path) -> Path:
+        p = Path(name)
+        if p.suffix or p.parent != Path("."):
+            return p
+        return self.path / "models" / f"{p.name}.pth"
+
+    def _save(self, obj: dict, name: str | Path) -> Path:
+        path = self._path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(obj, tmp)
+        tmp.replace(path)
+        return path
+
+    def encoder(self) -> nn.Module:
+        return _encoder_of(self.model)
+
+    def save_encoder(self, name: str | Path) -> Path:
+        """Save the encoder's weights, config and vocabulary (`models/<name>.pth` for a bare name)."""
+        enc = self.encoder()
+        return self._save({"kind": "encoder", "config": getattr(enc, "config", None), "itos": self.itos,
+                           "state_dict": enc.state_dict()}, name)
+
+    def load_encoder(self, name: str | Path, strict: bool = True) -> TextLearner:
+        """Load an encoder saved by `save_encoder` (vocabularies that differ are matched with `transfer_vocab`)."""
+        data = _load(self._path(name))
+        state = data["state_dict"]
+        if data.get("itos") is not None and self.itos is not None and data["itos"] != self.itos:
+            state, n = transfer_vocab(state, data["itos"], self.itos)
+            self.logger(f"load_encoder: {n}/{len(self.itos)} tokens found in the saved vocabulary")
+        _load_state(self.encoder(), state, strict, self._path(name))
+        _reset(self.model)
+        return self
+
+    def save_pretrained(self, name: str | Path) -> Path:
+        """Save the whole language model with its config and vocabulary, for `language_model_learner(pretrained=)`."""
+        return self._save({"kind": "language_model", "config": getattr(self.model, "config", None),
+                           "itos": self.itos, "state_dict": self.model.state_dict()}, name)
+
+    def load_pretrained(self, path: str | Path, strict: bool = True) -> TextLearner:
+        """Load a language model saved by `save_pretrained`, re-indexing its vocabulary to this one's."""
+        path = self._path(path)
+        data = _load(path)
+        state = data["state_dict"]
+        if data.get("itos") is not None and self.itos is not None and data["itos"] != self.itos:
+            state, n = transfer_vocab(state, data["itos"], self.itos)
+            self.logger(f"pretrained LM: {n}/{len(self.itos)} tokens of the new vocabulary were in the old one; "
+                        f"the others start from the mean embedding")
+        _load_state(self.model, state, strict, path)
+        _reset(self.model)
+        return self
+
+
+def _load(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"no saved model at {path}")
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(data, dict) or "state_dict" not in data:
+        raise ValueError(f"{path}: not a file written by save_encoder/save_pretrained")
+    return data
+
+
+def _load_state(module: nn.Module, state: dict[str, Tensor], strict: bool, path: Path) -> None:
+    own = module.state_dict()
+    bad = [f"{k}: saved {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items()
+           if k in own and own[k].shape != v.shape]
+    if bad:
+        raise ValueError(f"{path}: the saved weights do not fit this model (different sizes?): " + "; ".join(bad))
+    module.load_state_dict(state, strict=strict)
+
+
+def _text_vocab(dls, vocab: Any) -> Any:
+    vocab = vocab if vocab is not None else getattr(dls, "text_vocab", None)
+    if vocab is None:
+        raise ValueError("no token vocabulary: pass vocab= (a Vocab or a list of tokens) or set dls.text_vocab")
+    return vocab
+
+
+def _default_cbs(extra: Sequence[Callback]) -> list[Callback]:
+    from ..text.callbacks import RNNResetCallback
+
+    cbs = list(extra)
+    if not any(isinstance(c, RNNResetCallback) for c in cbs):
+        cbs.append(RNNResetCallback())
+    return cbs
+
+
+def language_model_learner(dls, arch: str | type[nn.Module] = AWD_LSTM, config: dict[str, Any] | None = None,
+                           drop_mult: float = 1.0, pretrained: str | Path | None = None, vocab: Any = None,
+                           alpha: float = 2.0, beta: float = 1.0,
+                           metrics: Sequence[Callable | Metric] | None = None, cbs: Sequence[Callback] = (),
+                           **kwargs: Any) -> TextLearner:
+    """A `TextLearner` for an AWD-LSTM language model on language-model `dls` (see `deepfit.text.lm_loaders`).
+
+    `config` overrides the architecture's sizes and dropouts (`AWD_LSTM_LM_CONFIG`); with
+    `pretrained` (a file from `save_pretrained`) the saved config is the starting point and the
+    weights are loaded, the vocabulary matched to `dls`'s. `alpha`/`beta` weigh AR/TAR (0 disables).
+    Metrics default to perplexity. Other `kwargs` go to `Learner` (`opt_func`, `lr`, `wd`, `path`...).
+    """
+    from ..text.losses import FlatCrossEntropyLoss
+
+    vocab = _text_vocab(dls, vocab)
+    itos = _itos(vocab)
+    cfg: dict[str, Any] = {}
+    if pretrained is not None:
+        saved = _load(Path(pretrained)).get("config") or {}
+        cfg = {k: v for k, v in saved.items() if k not in ("arch", "vocab_sz", "drop_mult")}
+    cfg.update(config or {})
+    model = get_language_model(arch, len(itos), drop_mult=drop_mult, **cfg)
+    cbs = _default_cbs(cbs)
+    if alpha or beta:
+        cbs.append(RNNRegularizer(alpha, beta))
+    learn = TextLearner(model, dls, loss_func=kwargs.pop("loss_func", FlatCrossEntropyLoss()),
+                        metrics=[Perplexity()] if metrics is None else metrics, cbs=cbs,
+                        splitter=kwargs.pop("splitter", awd_lstm_lm_split), text_vocab=vocab, **kwargs)
+    if pretrained is not None:
+        learn.load_pretrained(Path(pretrained))
+    return learn
+
+
+def text_classifier_learner(dls, arch: str | type[nn.Module] = AWD_LSTM, vocab: Any = None,
+                            config: dict[str, Any] | None = None, drop_mult: float = 0.5, bptt: int = 72,
+                            max_len: int = 72 * 20, lin_ftrs: Sequence[int] = (50,), ps: Sequence[float] | None = None,
+                            n_class: int | None = None, pretrained_encoder: str | Path | None = None,
+                            metrics: Sequence[Callable | Metric] | None = None, cbs: Sequence[Callback] = (),
+                            **kwargs: Any) -> TextLearner:
+    """A `TextLearner` for an AWD-LSTM classifier on classifier `dls` (see `deepfit.text.classifier_loaders`).
+
+    `vocab` is the token vocabulary (default `dls.text_vocab`); it must be the one the language
+    model was fine-tuned with for `load_encoder` to copy rows one to one (otherwise they are
+    matched). `n_class` defaults to `dls.c`. The model is split into layer groups: embedding, each
+    LSTM layer, head. `pretrained_encoder`: a file from `save_encoder` to load at once. Metrics
+    default to accuracy.
+    """
+    vocab = _text_vocab(dls, vocab)
+    itos = _itos(vocab)
+    n_class = n_class if n_class is not None else getattr(dls, "c", None)
+    if n_class is None:
+        raise ValueError("text_classifier_learner: unknown number of classes; pass n_class= or give dls a vocab")
+    cfg = dict(config or {})
+    if pretrained_encoder is not None:
+        saved = _load(Path(pretrained_encoder)).get("config") or {}
+        sizes = {k: saved[k] for k in ("emb_sz", "n_hid", "n_layers", "pad_token") if k in saved}
+        cfg = {**sizes, **cfg}
+    pad_idx = getattr(vocab, "pad_idx", None)
+    if pad_idx is not None:
+        cfg.setdefault("pad_token", pad_idx)
+    model = get_text_classifier(arch, len(itos), n_class, bptt=bptt, max_len=max_len, lin_ftrs=lin_ftrs, ps=ps,
+                                drop_mult=drop_mult, **cfg)
+    learn = TextLearner(model, dls, metrics=[accuracy] if metrics is None else metrics, cbs=_default_cbs(cbs),
+                        splitter=kwargs.pop("splitter", awd_lstm_clas_split), text_vocab=vocab, **kwargs)
+    if pretrained_encoder is not None:
+        learn.load_encoder(Path(pretrained_encoder))
+    return learn
+
+
+# ---------------------------------------------------------------------------------------------- recipe
+ULMFIT_STAGES: tuple[int, ...] = (-1, -2, -3, 0)
+
+
+def fit_ulmfit(learn: Learner, lr: float = 2e-2, epochs: Sequence[int] = (1, 1, 1, 2),
+               lr_divs: Sequence[float] = (1, 2, 4, 20), factor: float = 2.6 ** 4,
+               moms: tuple[float, float, float] | None = (0.8, 0.7, 0.8), **fit_kwargs: Any) -> list[dict[str, Any]]:
+    """ULMFiT's gradual unfreezing: train the head, then `freeze_to(-2)`, `freeze_to(-3)`, `unfreeze`.
+
+    Stage `i` runs `fit_one_cycle(epochs[i], ...)` at `lr_i = lr / lr_divs[i]`: the head stage with
+    `lr_i` alone, the later ones with discriminative rates `slice(lr_i / factor, lr_i)` (factor
+    2.6**4: each group 2.6 times lower than the next, over a 5-group AWD-LSTM classifier).
+    Returns one dict per stage: `stage`, `frozen_to`, `lr`, `trainable_groups`, `valid` (loss, metrics).
+    """
+    if len(epochs) != len(ULMFIT_STAGES) or len(lr_divs) != len(ULMFIT_STAGES):
+        raise ValueError(f"fit_ulmfit: epochs and lr_divs need {len(ULMFIT_STAGES)} entries "
+                         f"(head, -2, -3, all), got {list(epochs)} and {list(lr_divs)}")
+    results = []
+    for i, (n, n_epoch, div) in enumerate(zip(ULMFIT_STAGES, epochs, lr_divs)):
+        idx = learn.freeze_to(n)
+        lr_i = lr / div
+        stage_lr: float | slice = lr_i if i == 0 else slice(lr_i / factor, lr_i)
+        groups = learn.parameter_groups()
+        trainable = [j for j, g in enumerate(groups) if g and all(p.requires_grad for p in g)]
+        if n_epoch > 0:
+            learn.fit_one_cycle(n_epoch, stage_lr, moms=moms, **fit_kwargs)
+        results.append(dict(stage=i, frozen_to=idx, lr=stage_lr, trainable_groups=trainable,
+                            valid=list(learn.recorder.last_valid) if n_epoch > 0 else []))
+    return results
+
+
+def _reset(model: nn.Module) -> None:
+    from ..text.callbacks import reset_model_state
+
+    reset_model_state(model)

@@ -1,126 +1,157 @@
-"""`deepfit <command>`: the command-line interface (also `python -m deepfit`)."""
+"""`deepfit <command>`: the command-line interface (also `python -m deepfit`).
+
+The parser lives here; the commands live in `deepfit.commands` (vision, lm, classifier, inference). Errors are
+one line `deepfit: error: ...` plus a `hint:` line; exit status 2 for usage errors, 1 for failures.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
-import time
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
-EXIT_USAGE, EXIT_FAILURE = 2, 1
+from .commands.common import EXIT_FAILURE, EXIT_USAGE, CLIError, positive_int
 
-
-class CLIError(Exception):
-    """A failure reported as one line, with an optional hint."""
-
-    def __init__(self, message: str, hint: str | None = None, code: int = EXIT_FAILURE):
-        super().__init__(message)
-        self.hint, self.code = hint, code
-
-
-def _new_run_dir(out: str | Path) -> Path:
-    base = Path(out)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = base / stamp
-    n = 1
-    while run_dir.exists():
-        n += 1
-        run_dir = base / f"{stamp}-{n}"
-    run_dir.mkdir(parents=True)
-    return run_dir
+# Imported lazily so that `deepfit --help` and usage errors answer without importing torch.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "train-vision": ("vision", "cmd_train_vision"),
+    "lr-find": ("vision", "cmd_lr_find"),
+    "train-lm": ("lm", "cmd_train_lm"),
+    "train-classifier": ("classifier", "cmd_train_classifier"),
+    "generate": ("lm", "cmd_generate"),
+    "predict": ("inference", "cmd_predict"),
+    "summary": ("inference", "cmd_summary"),
+    "export": ("inference", "cmd_export"),
+    "download": ("inference", "cmd_download"),
+    "models": ("inference", "cmd_models"),
+}
 
 
-def cmd_train_vision(args: argparse.Namespace) -> int:
-    import torch
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default, also `None` ones, and keeps wide help readable."""
 
-    from .data import fashion_mnist_loaders
-    from .learner import Learner, accuracy
-    from .models import get_model
+    def __init__(self, prog: str):
+        super().__init__(prog, max_help_position=32, width=110)
 
-    if args.data != "fashion-mnist":
-        raise CLIError(f"unknown DATA {args.data!r}", hint="this version supports the built-in 'fashion-mnist'",
-                       code=EXIT_USAGE)
-    torch.manual_seed(args.seed)
-    dls = fashion_mnist_loaders(bs=args.bs, seed=args.seed, n_train=args.n_train)
-    kwargs = {"n_out": 10}
-    kwargs.update({"c_in": 1} if args.arch != "mlp" else {"n_in": 784})
-    model = get_model(args.arch, **kwargs)
-    learn = Learner(model, dls, metrics=[accuracy], lr=args.lr)
-    run_dir = _new_run_dir(args.out)
-    print(f"deepfit: training {args.arch} on {args.data} ({dls}), run folder {run_dir}")
-    start = time.perf_counter()
-    if hasattr(learn, "fit_one_cycle"):
-        learn.fit_one_cycle(args.epochs, args.lr)
-    else:
-        learn.fit(args.epochs, args.lr)
-    train_time = time.perf_counter() - start
-    test_loss, test_acc = learn.validate(dls.test)
-    print(f"test: loss {test_loss:.4f}  accuracy {test_acc:.4f}  ({len(dls.test.y)} images)  "
-          f"training time {train_time:.1f}s")
-    metrics = {
-        "data": args.data, "arch": args.arch, "epochs": args.epochs, "bs": args.bs, "lr": args.lr, "seed": args.seed,
-        "history": learn.recorder.table(), "test_loss": test_loss, "test_accuracy": test_acc,
-        "train_seconds": round(train_time, 2), "device": str(dls.device), "torch": torch.__version__,
-    }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    learn.recorder.plot_loss(run_dir / "losses.png")
-    print(f"wrote {run_dir / 'metrics.json'} and {run_dir / 'losses.png'}")
-    return 0
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is argparse.SUPPRESS:
+            return text
+        if action.option_strings or action.nargs in ("?", "*"):
+            return text + " (default: %(default)s)"
+        return text
 
 
-def cmd_download(args: argparse.Namespace) -> int:
-    from .data import fashion_mnist
+class _Parser(argparse.ArgumentParser):
+    """argparse with deepfit's error format: one `deepfit: error:` line plus a hint, exit status 2."""
 
-    if args.name != "fashion-mnist":
-        raise CLIError(f"unknown dataset {args.name!r}", hint="available: fashion-mnist", code=EXIT_USAGE)
-    train, test = fashion_mnist(download=True)
-    print(f"Fashion-MNIST ready: {len(train)} training and {len(test)} test images")
-    return 0
+    def error(self, message: str):
+        print(f"deepfit: error: {message}", file=sys.stderr)
+        print(f"hint: see `{self.prog} --help`", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _load(command: str) -> Callable[[argparse.Namespace], int]:
+    import importlib
+
+    module, name = _COMMANDS[command]
+    return getattr(importlib.import_module(f".commands.{module}", __package__), name)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepfit", description="Train and use deep-learning models.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    """The `deepfit` argument parser with one sub-parser per command."""
+    from .commands import options
 
-    p = sub.add_parser("train-vision", help="train an image classifier",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("data", metavar="DATA", help="a built-in dataset name (fashion-mnist)")
-    p.add_argument("--arch", default="simple_cnn", help="a registered architecture")
-    p.add_argument("--epochs", type=int, default=3, help="number of epochs")
-    p.add_argument("--lr", type=float, default=3e-3, help="learning rate (peak of the one-cycle schedule)")
-    p.add_argument("--bs", type=int, default=256, help="batch size")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--n-train", type=int, default=None, help="train on a random subset of this many images")
-    p.add_argument("--out", default="runs", help="parent folder of the run folder")
-    p.set_defaults(func=cmd_train_vision)
+    parser = _Parser(prog="deepfit", description="Train and use deep-learning models from the command line.",
+                     formatter_class=_Formatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("download", help="fetch a dataset into the cache folder ($DEEPFIT_DATA)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("name", help="dataset name (fashion-mnist)")
-    p.set_defaults(func=cmd_download)
+    def add(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=description or help, formatter_class=_Formatter)
+        p.set_defaults(command=name)
+        return p
+
+    p = add("train-vision", "train an image classifier on a folder of images or fashion-mnist")
+    options.add_train_vision_options(p)
+
+    p = add("lr-find", "run the learning-rate finder, save its plot and print the suggested rate")
+    options.add_lr_find_options(p)
+
+    p = add("train-lm", "train a language model (AWD-LSTM or a char RNN) on a text file, folder or fortunes")
+    options.add_train_lm_options(p)
+
+    p = add("train-classifier", "train a text classifier: ULMFiT from a train-lm run (--lm), or an LSTM/BiLSTM")
+    options.add_train_classifier_options(p)
+
+    p = add("generate", "sample text from a train-lm run")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by train-lm")
+    p.add_argument("--prompt", default="The", help="the start of the text")
+    p.add_argument("--n", type=positive_int, default=200, help="tokens (characters for char models) to sample")
+    p.add_argument("--temperature", type=options.positive_float, default=0.8,
+                   help="sampling temperature (lower: safer text)")
+    p.add_argument("--top-k", type=positive_int, default=None, help="sample among the k most likely tokens only")
+    p.add_argument("--seed", type=int, default=None, help="random seed for a reproducible sample")
+
+    p = add("predict", "predict classes of image files or texts with a run's exported model")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by train-vision or train-classifier")
+    p.add_argument("items", metavar="FILES_OR_TEXT", nargs="+",
+                   help="image files (vision runs) or texts / text files (text classifier runs)")
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of tab-separated lines")
+
+    p = add("summary", "print a run's configuration, results per epoch, model and files")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by a train-* command")
+
+    p = add("export", "write ONNX / TorchScript files of a run's exported model")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by a train-* command")
+    p.add_argument("--onnx", action="store_true", help="write export/model.onnx (needs onnx and onnxscript)")
+    p.add_argument("--torchscript", action="store_true", help="write export/model.torchscript.pt")
+
+    p = add("download", "fetch a dataset into the cache folder ($DEEPFIT_DATA)")
+    p.add_argument("name", choices=["fashion-mnist"], help="dataset name")
+
+    add("models", "list the registered architectures")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run `deepfit` with `argv` (default: `sys.argv[1:]`); returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2, already printed)
+        return int(e.code or 0)
+    if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USAGE
     try:
-        return args.func(args)
+        return _load(args.command)(args)
     except CLIError as e:
-        print(f"deepfit: error: {e}", file=sys.stderr)
-        if e.hint:
-            print(f"hint: {e.hint}", file=sys.stderr)
+        _report(str(e), e.hint or f"see `deepfit {args.command} --help`")
         return e.code
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"deepfit: error: {e}", file=sys.stderr)
+    except BrokenPipeError:  # output piped into `head` and the like
+        return 0
+    except KeyboardInterrupt:
+        _report("interrupted", "a training run can be continued with --resume RUN_DIR")
+        return 130
+    except Exception as e:  # noqa: BLE001 - every other failure is reported as one line
+        if os.environ.get("DEEPFIT_TRACEBACK"):
+            raise
+        from .commands.errors import describe
+
+        message, hint = describe(e)
+        _report(message, hint)
         return EXIT_FAILURE
 
+
+def _report(message: str, hint: str | None) -> None:
+    first = message.strip().splitlines()[0] if message.strip() else "failed"
+    print(f"deepfit: error: {first}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+
+
+__all__ = ["CLIError", "build_parser", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -100,11 +100,6 @@ MODELS.update({
 # character-level language models, lesson 7 (char_rnn.py)
 MODELS.update(CHAR_MODELS)
 
-# a registered architecture's body + a new head, for transfer learning from the CLI (transfer.py)
-from .transfer import TransferModel  # noqa: E402
-
-MODELS["transfer"] = TransferModel
-
 
 def get_model(name: str, **kwargs) -> nn.Module:
     """Build the registered architecture `name` with `kwargs`."""
@@ -131,6 +126,5 @@ __all__ += [
 ]
 __all__ += ["CharLoopModel", "CharRnn", "CharSeqGru", "CharSeqLstm", "CharSeqRnn", "CharSeqRnnCell",
             "StatefulCharModel"]
-__all__ += ["TransferModel"]
 __all__ += ["AdaptiveConcatPool2d", "VisionModel", "create_body", "create_head", "num_features", "vision_splitter"]
 MODELS["vision_model"] = VisionModel  # vision_learner models: a body cut from an architecture + a new head

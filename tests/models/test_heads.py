@@ -68,14 +68,16 @@ def test_adapt_input_channels_keeps_the_response_to_a_constant_image():
     assert torch.allclose(body(torch.full((1, 1, 5, 5), 0.5)), before, atol=1e-6)
 
 
-def test_vision_model_config_rebuilds_it_and_covers_transfer_model():
+def test_vision_model_config_rebuilds_it_and_takes_pretrained_body_weights():
+    from deepfit.learner.vision import load_body_weights
     from deepfit.models import VisionModel, get_model
-    from deepfit.models.transfer import TransferModel
 
     model = VisionModel("simple_cnn", 4, c_in=1, lin_ftrs=[32], arch_kwargs=dict(width=8))
     rebuilt = get_model("vision_model", **model.config)
     assert rebuilt.state_dict().keys() == model.state_dict().keys()
+    assert all(k.startswith(("0.", "1.")) for k in model.state_dict())  # body, head
     assert rebuilt(torch.zeros(2, 1, 28, 28)).shape == (2, 4)
-    other = TransferModel("simple_cnn", 4, c_in=1, lin_ftrs=[32], arch_kwargs=dict(width=8))
-    same = VisionModel(**other.config)  # the same network from the CLI's TransferModel config
-    assert {k: v.shape for k, v in same.state_dict().items()} == {k: v.shape for k, v in other.state_dict().items()}
+    pretrained = get_model("simple_cnn", c_in=1, n_out=10, width=8)
+    load_body_weights(model[0], pretrained.state_dict())
+    for k, v in model[0].state_dict().items():
+        assert torch.equal(v, pretrained.state_dict()[k])

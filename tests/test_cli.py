@@ -168,17 +168,19 @@ def test_resume_continues_a_killed_run(png_dir, tmp_path, capsys, monkeypatch):
 
 
 @requires_fmnist
-def test_transfer_from_local_weights(png_dir, tmp_path, capsys):
+def test_transfer_from_local_weights(png_dir, tmp_path, capsys, monkeypatch):
     from deepfit.models import get_model
 
     weights = tmp_path / "pretrained.pth"
     torch.save(get_model("simple_cnn", c_in=1, n_out=5).state_dict(), weights)
+    monkeypatch.chdir(tmp_path)  # a relative --out, as `make demo` uses
     rc, out, err = run(capsys, "train-vision", png_dir, "--weights", weights, "--freeze-epochs", "1", "--out",
-                       tmp_path, "--name", "t", *TINY)
+                       "runs", "--name", "t", *TINY)
     assert rc == 0, err
-    learn = load_learner(tmp_path / "t" / "export")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["t"]
+    learn = load_learner(tmp_path / "runs" / "t" / "export")
     assert learn.spec["arch"] == "vision_model" and len(learn.vocab) == 10
-    assert [r["epoch"] for r in metrics_rows(tmp_path / "t")] == ["0", "0"]  # frozen phase, then unfrozen
+    assert [r["epoch"] for r in metrics_rows(tmp_path / "runs" / "t")] == ["0", "0"]  # frozen phase, then unfrozen
 
 
 @requires_fmnist

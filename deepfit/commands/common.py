@@ -106,8 +106,9 @@ def add_training_options(p: argparse.ArgumentParser, epochs: int, lr: str, bs: i
 
 # ---------------------------------------------------------------------------------------------- run folders
 def new_run_dir(out: str | Path, name: str | None = None) -> Path:
-    """A new folder `out/<name or timestamp>` (a numbered suffix when it exists)."""
-    base = Path(out)
+    """A new folder `out/<name or timestamp>` (a numbered suffix when it exists), as an absolute path
+    (the Learner resolves relative paths against `learn.path`, which is this folder)."""
+    base = Path(out).resolve()
     stem = name or time.strftime("%Y%m%d-%H%M%S")
     run_dir, n = base / stem, 1
     while run_dir.exists():
@@ -121,8 +122,8 @@ def new_run_dir(out: str | Path, name: str | None = None) -> Path:
 
 
 def existing_run_dir(path: str | Path, need: Sequence[str] = (CONFIG_FILE,)) -> Path:
-    """`path` as a run folder written by a training command, or a one-line error."""
-    run_dir = Path(path)
+    """`path` (made absolute) as a run folder written by a training command, or a one-line error."""
+    run_dir = Path(path).resolve()
     if not run_dir.is_dir():
         raise UsageError(f"run folder '{run_dir}' does not exist", hint="give a folder written by a deepfit train-* "
                          "command (they print it at the end)")

@@ -173,7 +173,7 @@ def cmd_lr_find_text(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     dls, vocab, kind, desc = _lm_data(args, args.data)
     learn = _lm_learner(args, dls, vocab, 1e-3)
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     learn.path = out
     say(f"deepfit: lr_find for {args.arch} on {desc}")

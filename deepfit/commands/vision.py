@@ -260,7 +260,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
         setattr(args, name, getattr(args, name, default))
     dls, desc = build_vision_dls(args)
     learn = build_vision_learner(args, dls, 1e-3)
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     learn.path = out
     say(f"deepfit: lr_find for {args.arch} on {desc}")

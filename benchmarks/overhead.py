@@ -6,7 +6,7 @@ Both also run a validation pass per epoch computing loss and accuracy.
 Prints the largest absolute difference between the two per-batch loss sequences (expected 0 on
 the CPU) and the ratio of median wall times (Learner / plain loop).
 
-    python benchmarks/overhead.py [--arch mlp] [--bs 128] [--repeats 5] [--n-train 20000] [--json]
+    python benchmarks/overhead.py [--arch mlp] [--bs 128] [--repeats 5] [--n-train 54000] [--threads N] [--json]
 """
 
 from __future__ import annotations
@@ -76,11 +76,14 @@ def main() -> None:
     parser.add_argument("--bs", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--n-train", type=int, default=20000)
+    parser.add_argument("--n-train", type=int, default=54000)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", action="store_true", help="print one JSON line")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     dls = fashion_mnist_loaders(bs=args.bs, n_train=args.n_train, n_valid=5000, seed=args.seed, device="cpu")
     # Warm-up (allocator, thread pool) on both paths, not timed.
@@ -102,6 +105,7 @@ def main() -> None:
     result = {"loss_max_abs_diff": max_diff, "time_ratio": round(ratio, 4),
               "plain_median_s": round(statistics.median(times["plain"]), 4),
               "learner_median_s": round(statistics.median(times["learner"]), 4),
+              "plain_s": [round(t, 3) for t in times["plain"]], "learner_s": [round(t, 3) for t in times["learner"]],
               "arch": args.arch, "bs": args.bs, "batches_per_epoch": len(dls.train), "repeats": args.repeats,
               "threads": torch.get_num_threads()}
     if args.json:

@@ -55,7 +55,26 @@ class Metric:
         raise NotImplementedError
 
 
-class AvgMetric(Metric):
+class WeightedAverage(Metric):
+    """Base of the averaging metrics: keeps `total` (a device tensor) and `count`, weighted by batch size."""
+
+    def reset(self) -> None:
+        self.total: Tensor | float = 0.0
+        self.count = 0
+
+    def add(self, value: Tensor, bs: int) -> None:
+        self.total = self.total + value.detach().float() * bs
+        self.count += bs
+
+    @property
+    def value(self) -> float:
+        if self.count == 0:
+            return math.nan
+        total = self.total.item() if isinstance(self.total, Tensor) else self.total
+        return total / self.count
+
+
+class AvgMetric(WeightedAverage):
     """Average of `func(pred, target)` over the epoch, weighted by batch size."""
 
     def __init__(self, func: Callable[[Tensor, Tensor], Tensor], name: str | None = None):
@@ -63,24 +82,11 @@ class AvgMetric(Metric):
         self.name = name or getattr(func, "__name__", type(func).__name__)
         self.reset()
 
-    def reset(self) -> None:
-        self.total: Tensor | float = 0.0
-        self.count = 0
-
     def accumulate(self, learn: Learner) -> None:
-        bs = batch_size_of(learn.yb)
-        self.total = self.total + self.func(learn.pred, learn.yb).detach() * bs
-        self.count += bs
-
-    @property
-    def value(self) -> float:
-        if self.count == 0:
-            return math.nan
-        total = self.total.item() if isinstance(self.total, Tensor) else self.total
-        return total / self.count
+        self.add(self.func(learn.pred, learn.yb), batch_size_of(learn.yb))
 
 
-class AvgLoss(Metric):
+class AvgLoss(WeightedAverage):
     """Average of the batch loss, weighted by batch size."""
 
     name = "loss"
@@ -88,21 +94,8 @@ class AvgLoss(Metric):
     def __init__(self) -> None:
         self.reset()
 
-    def reset(self) -> None:
-        self.total: Tensor | float = 0.0
-        self.count = 0
-
     def accumulate(self, learn: Learner) -> None:
-        bs = batch_size_of(learn.yb)
-        self.total = self.total + learn.loss.detach().float() * bs
-        self.count += bs
-
-    @property
-    def value(self) -> float:
-        if self.count == 0:
-            return math.nan
-        total = self.total.item() if isinstance(self.total, Tensor) else self.total
-        return total / self.count
+        self.add(learn.loss, batch_size_of(learn.yb))
 
 
 class Perplexity(AvgLoss):

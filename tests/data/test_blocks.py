@@ -34,14 +34,6 @@ from tests.conftest import requires_fmnist
 from tests.vision_utils import tiny_cnn, write_fmnist_folder
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def write_png(path: Path, value: int = 0, size=(6, 6), mode="L") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     shape = size if mode == "L" else (*size, 3)

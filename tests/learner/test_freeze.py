@@ -9,15 +9,6 @@ from deepfit.learner.freeze import BnFreeze, frozen_bn_layers
 from deepfit.learner.optim import SGD
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread on a shared, busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def image_dls(n: int = 64, bs: int = 16) -> DataLoaders:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, 1, 8, 8, generator=g)

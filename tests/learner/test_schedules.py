@@ -24,15 +24,6 @@ from tests.conftest import make_linear_data, requires_fmnist
 N_ITER = 4  # make_linear_data(n=64, bs=16): 4 training batches per epoch
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread on a shared, busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class HyperLog(Callback):
     """Records every layer group's lr and momentum as the optimizer steps."""
 

@@ -25,15 +25,6 @@ from ..conftest import requires_fortunes
 TINY = dict(emb_sz=8, n_hid=12, n_layers=3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run far faster on one thread on a shared, loaded CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make_vocab(words: list[str]) -> Vocab:
     return Vocab.build([words], min_freq=1)
 

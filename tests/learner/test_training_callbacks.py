@@ -18,15 +18,6 @@ from deepfit.learner.callbacks.training import (
 from tests.conftest import make_linear_data
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread on a shared, busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class Scripted(Metric):
     """A metric whose value at epoch e is `values[e]`."""
 

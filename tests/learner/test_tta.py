@@ -13,14 +13,6 @@ from tests.conftest import requires_fmnist
 from tests.vision_utils import subset_loaders, tiny_cnn
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def trained():
     """A small CNN trained with flips on 2,000 real Fashion-MNIST images; 1,000 test images to validate."""

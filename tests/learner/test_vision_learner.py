@@ -16,14 +16,6 @@ from tests.conftest import make_linear_data, requires_fmnist
 from tests.vision_utils import subset_loaders, tiny_cnn
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def image_dls(c_in=1, n_classes=3, n=24, size=16, bs=8):
     from deepfit.data import DataLoaders, TensorLoader
 

@@ -23,15 +23,6 @@ from deepfit.models.awd_lstm import (
 SMALL = dict(emb_sz=8, n_hid=12, n_layers=3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run far faster on one thread on a shared, loaded CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_rnn_dropout_identity_in_eval_and_one_mask_per_sequence():
     torch.manual_seed(0)
     dp = RNNDropout(0.5)

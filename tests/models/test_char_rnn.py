@@ -15,15 +15,6 @@ V = 11
 CHAR_NAMES = ["char_loop", "char_rnn", "char_seq_rnn", "char_seq_rnncell", "char_seq_gru", "char_seq_lstm"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a loaded shared CPU two threads mostly wait for each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def graph_size(t: torch.Tensor) -> int:
     seen, stack = set(), [t.grad_fn]
     while stack:

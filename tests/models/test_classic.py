@@ -34,15 +34,6 @@ SMALL = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models run several times faster on one thread, most of all on a shared, busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("c_in,size", SHAPES)
 @pytest.mark.parametrize("name", list(SMALL))
 def test_shapes_forward_backward(name, c_in, size):

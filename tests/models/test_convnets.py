@@ -33,15 +33,6 @@ SMALL_WIDTHS = {"conv_net": (4, 8, 8), "conv_net2": (4, 8, 8), "conv_bn_net": (4
                 "conv_bn_net2": (4, 4, 8, 8, 8), "resnet": (4, 4, 8, 8, 8), "resnet2": (4, 4, 8, 8, 8)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models run several times faster on one thread, most of all on a shared, busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def build(name: str, c_in: int, size: int, n_out: int = 5, small: bool = False) -> nn.Module:
     kwargs = dict(c_in=c_in, n_out=n_out)
     if name == "simple_net":

@@ -12,15 +12,6 @@ from deepfit.models import LeNet, apply_init, get_model, init_cnn, xresnet18
 from deepfit.models.init import constant, xavier_uniform
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models run several times faster on one thread, most of all on a shared, busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_init_cnn_is_kaiming_normal_with_zero_biases():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(64, 128, 3), nn.ReLU(), nn.Flatten(), nn.Linear(400, 300))

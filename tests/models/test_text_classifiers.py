@@ -21,15 +21,6 @@ PAD = 1
 SMALL = dict(emb_sz=8, n_hid=12, n_layers=3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run far faster on one thread on a shared, loaded CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def pad(t: torch.Tensor, n: int, first: bool) -> torch.Tensor:
     pads = torch.full((n,), PAD, dtype=t.dtype)
     return torch.cat([pads, t] if first else [t, pads])

@@ -17,15 +17,6 @@ SMALL = dict(widths=(4, 8, 8, 16))
 SHAPES = [(1, 28), (3, 28), (1, 32), (3, 32)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models run several times faster on one thread, most of all on a shared, busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("c_in,size", SHAPES)
 @pytest.mark.parametrize("name", ["xresnet18", "xresnet34"])
 def test_basic_block_models_forward_backward(name, c_in, size):

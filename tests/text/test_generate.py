@@ -8,14 +8,6 @@ from deepfit.text import FlatCrossEntropyLoss, Tokenizer, Vocab, generate, lm_lo
 from deepfit.text.rules import UNK
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def char_vocab(specials=()):
     return Vocab.build([list("hello world, how are you?")], min_freq=1, specials=specials)
 

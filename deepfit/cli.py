@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from .commands.common import EXIT_FAILURE, EXIT_USAGE, CLIError, positive_int
+from .commands.common import EXIT_FAILURE, EXIT_USAGE, CLIError, positive_float, positive_int
 
 # Imported lazily so that `deepfit --help` and usage errors answer without importing torch.
 _COMMANDS: dict[str, tuple[str, str]] = {
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by train-lm")
     p.add_argument("--prompt", default="The", help="the start of the text")
     p.add_argument("--n", type=positive_int, default=200, help="tokens (characters for char models) to sample")
-    p.add_argument("--temperature", type=options.positive_float, default=0.8,
+    p.add_argument("--temperature", type=positive_float, default=0.8,
                    help="sampling temperature (lower: safer text)")
     p.add_argument("--top-k", type=positive_int, default=None, help="sample among the k most likely tokens only")
     p.add_argument("--seed", type=int, default=None, help="random seed for a reproducible sample")

@@ -54,34 +54,37 @@ def non_negative_int(text: str) -> int:
     return _whole_number(text, 0)
 
 
+def _number(text: str, expected: str = "a number") -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+
+
 def lr_value(text: str) -> float | str:
     """`--lr`: a positive float or `auto` (run lr_find and take its suggestion)."""
     if text == "auto":
         return "auto"
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+    _number(text, "a number or 'auto'")
+    return positive_float(text)
+
+
+def positive_float(text: str) -> float:
+    v = _number(text)
     if not v > 0 or not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
     return v
 
 
 def probability(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    v = _number(text)
     if not 0 <= v < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), got {v}")
     return v
 
 
 def non_negative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    v = _number(text)
     if v < 0 or not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
     return v

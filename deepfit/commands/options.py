@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 
 from .common import add_training_options, non_negative_float, non_negative_int, positive_int, probability
 
@@ -17,16 +16,6 @@ AUGMENT_PRESETS = {
 LM_ARCHS = ("awd_lstm", "char_lstm", "char_gru", "char_rnn")
 CLASSIFIER_ARCHS = ("awd_lstm", "lstm", "bilstm")
 TOKENIZERS = ("word", "char")
-
-
-def positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v > 0 or not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return v
 
 
 def stage_epochs(text: str) -> list[int]:

@@ -6,7 +6,6 @@ from .blocks import (
     ColumnLabeller,
     FuncSplitter,
     GrandparentSplitter,
-    ImageList,
     IndexSplitter,
     RandomSplitter,
     RegexLabeller,
@@ -31,7 +30,7 @@ from .transforms import (
     compute_stats,
 )
 from .untar import URLS, UnsafeArchiveError, download_data, extract_archive, untar_data
-from .vision import ImageDataLoaders, ImageLoader, ImageReadError, open_image, show_batch
+from .vision import ImageDataLoaders, ImageList, ImageLoader, ImageReadError, open_image, show_batch
 
 __all__ = [
     "FASHION_MNIST_CLASSES", "ChecksumError", "DataFormatError", "DataLoaders", "DeviceLoader",

@@ -1,9 +1,9 @@
 """Data block pieces: item lists from folders or CSV files, splitters, labellers and the category vocabulary.
 
-Everything here is plain data (paths, strings, index lists); reading images and batching them is
-in `vision.py`.
+Everything here is plain data (paths, strings, index lists); reading images, batching them and the
+`ImageList` item list are in `vision.py`.
 
-    items = ImageList.from_folder(path)                       # every image file under path, sorted
+    items = get_image_files(path)                             # every image file under path, sorted
     train_idx, valid_idx = GrandparentSplitter()(items)       # by the train/ valid/ folder names
     labels = [parent_label(o) for o in items]                 # the class folder
     cats = CategoryProcessor().fit([labels[i] for i in train_idx])
@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import torch
+
+from .files import get_files
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 
@@ -27,98 +28,10 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", "
 # --------------------------------------------------------------------------- item lists
 
 
-def get_files(path: str | Path, extensions: Iterable[str] | None = None, recurse: bool = True,
-              folders: Sequence[str] | None = None) -> list[Path]:
-    """Files under `path` whose suffix is in `extensions` (case-insensitive), sorted.
-
-    `folders` restricts the search to these sub-folders of `path`. Hidden files and folders are skipped.
-    """
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path}: no such folder")
-    exts = None if extensions is None else {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
-    roots = [path / f for f in folders] if folders else [path]
-    out: list[Path] = []
-    for root in roots:
-        if not root.is_dir():
-            raise FileNotFoundError(f"{root}: no such folder")
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            if not recurse:
-                dirnames[:] = []
-            for name in filenames:
-                if name.startswith("."):
-                    continue
-                if exts is None or os.path.splitext(name)[1].lower() in exts:
-                    out.append(Path(dirpath) / name)
-    return sorted(out)
-
-
 def get_image_files(path: str | Path, recurse: bool = True, folders: Sequence[str] | None = None,
                     extensions: Iterable[str] = IMAGE_EXTENSIONS) -> list[Path]:
     """Image files under `path` (by extension), sorted."""
     return get_files(path, extensions, recurse, folders)
-
-
-class ImageList(Sequence):
-    """A list of image paths under a root folder `path`.
-
-    Build it with `from_folder`, `from_csv` or `from_rows`; turn it into `DataLoaders` with
-    `dataloaders(get_label, splitter, ...)`.
-    """
-
-    def __init__(self, items: Iterable[str | Path], path: str | Path | None = None):
-        self.items = [Path(o) for o in items]
-        self.path = Path(path) if path is not None else Path(".")
-
-    @classmethod
-    def from_folder(cls, path: str | Path, extensions: Iterable[str] = IMAGE_EXTENSIONS, recurse: bool = True,
-                    folders: Sequence[str] | None = None) -> ImageList:
-        """Every image file under `path` (optionally only in `folders`), sorted."""
-        items = get_files(path, extensions, recurse, folders)
-        if not items:
-            raise FileNotFoundError(f"{path}: no image files with extensions {sorted(extensions)}")
-        return cls(items, path)
-
-    @classmethod
-    def from_rows(cls, path: str | Path, rows: Sequence[Mapping[str, str]], fn_col: str | int = 0,
-                  folder: str | None = None, suffix: str = "") -> ImageList:
-        """Items named in column `fn_col` of `rows` (dicts, or lists when `fn_col` is an int)."""
-        root = Path(path) / folder if folder else Path(path)
-        return cls([root / f"{_cell(r, fn_col, i)}{suffix}" for i, r in enumerate(rows)], path)
-
-    @classmethod
-    def from_csv(cls, path: str | Path, csv_fname: str = "labels.csv", fn_col: str | int = 0,
-                 folder: str | None = None, suffix: str = "") -> ImageList:
-        """Items named in column `fn_col` of the CSV file `path/csv_fname` (with a header row)."""
-        return cls.from_rows(path, read_csv(Path(path) / csv_fname), fn_col, folder, suffix)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return ImageList(self.items[i], self.path)
-        return self.items[i]
-
-    def __iter__(self) -> Iterator[Path]:
-        return iter(self.items)
-
-    def filter(self, fn: Callable[[Path], bool]) -> ImageList:
-        return ImageList([o for o in self.items if fn(o)], self.path)
-
-    def __repr__(self) -> str:
-        head = ", ".join(str(o.relative_to(self.path) if o.is_relative_to(self.path) else o)
-                         for o in self.items[:3])
-        return f"ImageList({len(self)} items in {self.path}: {head}{', ...' if len(self) > 3 else ''})"
-
-    def dataloaders(self, get_label: Callable[[Path], str] | Sequence[str], splitter: Callable | None = None,
-                    **kwargs):
-        """`ImageDataLoaders` from these items (see `ImageDataLoaders.from_lists` for the options)."""
-        from .vision import ImageDataLoaders
-
-        labels = list(get_label) if not callable(get_label) else [get_label(o) for o in self.items]
-        return ImageDataLoaders.from_lists(self.items, labels, splitter=splitter, path=self.path, **kwargs)
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:

@@ -5,7 +5,8 @@ Data readers call these so that a bad file fails with the same kind of message e
 - `read_text_file(path)`: UTF-8 text; invalid bytes raise `DataFormatError` with the byte offset;
 - `read_image_file(path, mode)`: a fully decoded PIL image; undecodable files raise `DataFormatError`;
 - `require_columns(path, header, columns)`: a CSV header holding the columns a task needs;
-- `list_files(folder, extensions)`: files of a folder, raising when the folder is missing or holds none;
+- `get_files(folder, extensions)`: the one folder walk (sorted, hidden entries skipped); `list_files` is
+  the same walk raising when the folder holds no matching file;
 - `check_not_empty(n, what)`: a dataset or split with at least one item.
 """
 
@@ -64,24 +65,43 @@ def require_columns(path: str | Path, header: Sequence[str] | None, columns: Ite
         raise DataFormatError(f"{path}: no column {missing[0]!r} (columns are: {', '.join(map(repr, header))})")
 
 
-def list_files(folder: str | Path, extensions: Iterable[str] | None = None, recurse: bool = True) -> list[Path]:
-    """Sorted non-hidden files under `folder` with one of `extensions` (case-insensitive).
+def _normalize_extensions(extensions: Iterable[str] | None) -> set[str] | None:
+    if extensions is None:
+        return None
+    if isinstance(extensions, str):
+        extensions = [extensions]
+    return {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
 
-    Raises `FileNotFoundError` for a missing folder and `EmptyDataError` when no file matches.
+
+def get_files(path: str | Path, extensions: Iterable[str] | None = None, recurse: bool = True,
+              folders: Sequence[str] | None = None, allow_empty: bool = True) -> list[Path]:
+    """Sorted non-hidden files under `path` whose suffix is in `extensions` (case-insensitive; `None`: any).
+
+    `folders` restricts the walk to these sub-folders of `path`; hidden files and folders are skipped.
+    A missing folder raises `FileNotFoundError`; with `allow_empty=False` finding no file raises `EmptyDataError`.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder")
-    exts = None if extensions is None else {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
-    out = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recurse else []
-        out += [Path(dirpath) / f for f in filenames
-                if not f.startswith(".") and (exts is None or os.path.splitext(f)[1].lower() in exts)]
-    if not out:
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such folder")
+    exts = _normalize_extensions(extensions)
+    roots = [path / f for f in folders] if folders else [path]
+    out: list[Path] = []
+    for root in roots:
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: no such folder")
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recurse else []
+            out += [Path(dirpath) / f for f in filenames
+                    if not f.startswith(".") and (exts is None or os.path.splitext(f)[1].lower() in exts)]
+    if not out and not allow_empty:
         kinds = f" with extensions {sorted(exts)}" if exts else ""
-        raise EmptyDataError(f"{folder}: folder holds no files{kinds}")
+        raise EmptyDataError(f"{path}: folder holds no files{kinds}")
     return sorted(out)
+
+
+def list_files(folder: str | Path, extensions: Iterable[str] | None = None, recurse: bool = True) -> list[Path]:
+    """`get_files(folder, extensions, recurse, allow_empty=False)` (the older name, kept as an alias)."""
+    return get_files(folder, extensions, recurse, allow_empty=False)
 
 
 def check_not_empty(n: int, what: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -399,6 +399,65 @@ class ImageDataLoaders:
             splitter = RandomSplitter(valid_pct, seed)
         return ImageDataLoaders.from_lists(items, [labels(o) for o in items], splitter=splitter, path=path,
                                            seed=seed, **kwargs)
+
+
+class ImageList(Sequence):
+    """A list of image paths under a root folder `path`.
+
+    Build it with `from_folder`, `from_csv` or `from_rows`; turn it into `DataLoaders` with
+    `dataloaders(get_label, splitter, ...)`.
+    """
+
+    def __init__(self, items: Iterable[str | Path], path: str | Path | None = None):
+        self.items = [Path(o) for o in items]
+        self.path = Path(path) if path is not None else Path(".")
+
+    @classmethod
+    def from_folder(cls, path: str | Path, extensions: Iterable[str] = IMAGE_EXTENSIONS, recurse: bool = True,
+                    folders: Sequence[str] | None = None) -> ImageList:
+        """Every image file under `path` (optionally only in `folders`), sorted."""
+        items = get_image_files(path, recurse, folders, extensions)
+        if not items:
+            raise FileNotFoundError(f"{path}: no image files with extensions {sorted(extensions)}")
+        return cls(items, path)
+
+    @classmethod
+    def from_rows(cls, path: str | Path, rows: Sequence[Mapping[str, str]], fn_col: str | int = 0,
+                  folder: str | None = None, suffix: str = "") -> ImageList:
+        """Items named in column `fn_col` of `rows` (dicts, or lists when `fn_col` is an int)."""
+        root = Path(path) / folder if folder else Path(path)
+        return cls([root / f"{_cell(r, fn_col, i)}{suffix}" for i, r in enumerate(rows)], path)
+
+    @classmethod
+    def from_csv(cls, path: str | Path, csv_fname: str = "labels.csv", fn_col: str | int = 0,
+                 folder: str | None = None, suffix: str = "") -> ImageList:
+        """Items named in column `fn_col` of the CSV file `path/csv_fname` (with a header row)."""
+        return cls.from_rows(path, read_csv(Path(path) / csv_fname), fn_col, folder, suffix)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return ImageList(self.items[i], self.path)
+        return self.items[i]
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(self.items)
+
+    def filter(self, fn: Callable[[Path], bool]) -> ImageList:
+        return ImageList([o for o in self.items if fn(o)], self.path)
+
+    def __repr__(self) -> str:
+        head = ", ".join(str(o.relative_to(self.path) if o.is_relative_to(self.path) else o)
+                         for o in self.items[:3])
+        return f"ImageList({len(self)} items in {self.path}: {head}{', ...' if len(self) > 3 else ''})"
+
+    def dataloaders(self, get_label: Callable[[Path], str] | Sequence[str], splitter: Callable | None = None,
+                    **kwargs):
+        """`ImageDataLoaders` from these items (see `ImageDataLoaders.from_lists` for the options)."""
+        labels = list(get_label) if not callable(get_label) else [get_label(o) for o in self.items]
+        return ImageDataLoaders.from_lists(self.items, labels, splitter=splitter, path=self.path, **kwargs)
 
 
 def _tell_stats(tfms: Sequence, mean, std) -> None:

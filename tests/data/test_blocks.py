@@ -278,3 +278,15 @@ def test_random_item_transforms_do_not_depend_on_workers(tmp_path):
     assert not torch.equal(first, ds.image(0))  # a new random crop each epoch
     valid = torch.cat([x for x, _ in serial.valid])
     assert torch.equal(valid, torch.cat([x for x, _ in serial.valid]))  # validation: centre crops
+
+
+def test_blocks_does_not_import_vision():
+    """The item-list/splitter module is below the image module: no import back up (no circle)."""
+    import ast
+
+    import deepfit.data.blocks as blocks
+
+    tree = ast.parse(Path(blocks.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not any(m and m.endswith("vision") for m in imported), imported
+    assert not hasattr(blocks, "ImageList")

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .callbacks import reset_model_state
 from .rules import EOS, SPECIAL_TOKENS
-from .tokenize import Tokenizer, decode, decode_chars
+from .tokenize import Tokenizer, decode_chars, detokenize
 from .vocab import Vocab
 
 
@@ -108,4 +108,4 @@ def generate(learn_or_model: Any, prompt: str, n_tokens: int, temperature: float
         reset_model_state(model)
         model.train(was_training)
     all_tokens = tokens + vocab.textify(new)
-    return decode_chars(all_tokens) if level == "char" else decode(all_tokens)
+    return decode_chars(all_tokens) if level == "char" else detokenize(all_tokens)

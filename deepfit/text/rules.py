@@ -85,7 +85,21 @@ def replace_all_caps(tokens: list[str]) -> list[str]:
 
 
 def deal_caps(tokens: list[str]) -> list[str]:
-    """Lower a Capitalised token (upper first letter, lower rest) and put `xxmaj` before it."""
+    """Put `xxmaj` before a Capitalised token (upper first letter, lower rest), lowercase **every** token and
+    drop empty ones (the notes' `deal_caps`, fastai's default): `I` and `i` become one vocabulary entry."""
+    out: list[str] = []
+    for t in tokens:
+        if not t:
+            continue
+        if len(t) > 1 and t[0].isupper() and t[1:].islower():
+            out.append(TK_MAJ)
+        out.append(t.lower())
+    return out
+
+
+def mark_maj(tokens: list[str]) -> list[str]:
+    """Lower a Capitalised token and put `xxmaj` before it; every other token keeps its case (deepfit's
+    rule before it followed the notes: use `CASED_POST_RULES` for it)."""
     out: list[str] = []
     for t in tokens:
         if len(t) > 1 and t[0].isupper() and t[1:].islower():
@@ -101,7 +115,10 @@ def add_bos_eos(tokens: list[str]) -> list[str]:
 
 
 DEFAULT_PRE_RULES = [fix_html, sub_br, replace_rep, replace_wrep, spec_add_spaces, rm_useless_spaces]
+# `replace_all_caps` must run first: `deal_caps` lowercases every token.
 DEFAULT_POST_RULES = [replace_all_caps, deal_caps, add_bos_eos]
+# The earlier default: markers added, but tokens such as `I`, `A`, `McDonald`, `iPhone` keep their case.
+CASED_POST_RULES = [replace_all_caps, mark_maj, add_bos_eos]
 
 
 def apply_rules(x, rules):

@@ -20,12 +20,14 @@ from .rules import (
     DEFAULT_POST_RULES,
     DEFAULT_PRE_RULES,
     EOS,
+    FLD,
     PAD,
     SPECIAL_TOKENS,
     TK_MAJ,
     TK_REP,
     TK_UP,
     TK_WREP,
+    UNK,
     apply_rules,
 )
 
@@ -233,47 +235,65 @@ _NO_SPACE_BEFORE = {".", ",", "!", "?", ";", ":", ")", "]", "}", "%", "...", "n'
                     "'ll", "'d", "'S", "'M", "'RE", "'VE", "'LL", "'D", "N'T"}
 _NO_SPACE_AFTER = {"(", "[", "{", "$"}
 _PUNCT_RUN = set(".,!?;:")
-_DROP = {BOS, EOS, PAD}
+_DROP = {BOS, EOS, PAD, FLD}
+_CASE_MARKS = {TK_MAJ, TK_UP}
+_REP_MARKS = {TK_REP, TK_WREP}
 _SPECIAL_SET = set(SPECIAL_TOKENS)
 
 
-def _expand(tokens: Sequence[str]) -> list[str]:
-    """Undo xxmaj / xxup / xxrep / xxwrep and drop xxbos / xxeos / xxpad."""
+def _expand(tokens: Sequence[str], unk: str, capitalize_i: bool) -> list[str]:
+    """Undo xxmaj / xxup / xxrep / xxwrep, show xxunk as `unk`, drop xxbos / xxeos / xxpad / xxfld and any
+    marker left without the token it applies to (a sampled text can end in `xxmaj`)."""
     out: list[str] = []
     i, n = 0, len(tokens)
     glue: set[int] = set()  # positions in `out` to join to the previous token without a space
+
+    def word(t: str) -> str:
+        if t == UNK:
+            return unk
+        return "I" if capitalize_i and t == "i" else t
+
     while i < n:
         t = tokens[i]
-        if t in _DROP:
-            i += 1
-        elif t in (TK_MAJ, TK_UP) and i + 1 < n:
-            nxt = tokens[i + 1]
-            if nxt in (TK_REP, TK_WREP, TK_MAJ, TK_UP):  # modifier before a modifier: ignore it
-                i += 1
+        if t in _CASE_MARKS:
+            nxt = tokens[i + 1] if i + 1 < n else None
+            if nxt is None or nxt in _CASE_MARKS or nxt in _REP_MARKS or nxt in _DROP:
+                i += 1  # a marker before a marker (or nothing): ignore it
                 continue
-            out.append(nxt.capitalize() if t == TK_MAJ else nxt.upper())
+            w = word(nxt)
+            out.append(w if nxt == UNK else w.capitalize() if t == TK_MAJ else w.upper())
             i += 2
-        elif t in (TK_REP, TK_WREP) and i + 2 < n and tokens[i + 1].isdigit():
-            count, word = int(tokens[i + 1]), tokens[i + 2]
-            if t == TK_REP:
-                if word.isalnum() and out and out[-1][-1:].isalnum():
-                    glue.add(len(out))
-                out.append(word * count)
+        elif t in _REP_MARKS:
+            if i + 2 < n and tokens[i + 1].isdigit() and tokens[i + 2] not in _SPECIAL_SET:
+                count, w = int(tokens[i + 1]), word(tokens[i + 2])
+                if t == TK_REP:
+                    if w.isalnum() and out and out[-1][-1:].isalnum():
+                        glue.add(len(out))
+                    out.append(w * count)
+                else:
+                    out.append(" ".join([w] * count))
+                i += 3
             else:
-                out.append(" ".join([word] * count))
-            i += 3
+                i += 1  # a repetition marker without its count and token: drop it
+        elif t in _DROP:
+            i += 1
         else:
-            out.append(t)
+            w = word(t)
+            if w:
+                out.append(w)
             i += 1
     return [("\0" + t if k in glue else t) for k, t in enumerate(out)]
 
 
-def decode(tokens: Sequence[str]) -> str:
-    """Readable text from word tokens: capitalisation and repetitions restored, specials removed, spaces rebuilt.
+def detokenize(tokens: Sequence[str], unk: str = "<unk>", capitalize_i: bool = True) -> str:
+    """Readable text from word tokens, for people: capitalisation (`xxmaj`, `xxup`) and repetitions
+    (`xxrep`, `xxwrep`) applied, `xxbos`/`xxeos`/`xxpad`/`xxfld` removed, `xxunk` shown as `unk` (`""` drops
+    it), a lone `i` written `I` (the casing rules lowercase it without a marker), punctuation and contractions
+    joined to the word before, spaces rebuilt. No special token is ever shown.
 
     Not an exact inverse of tokenizing (spaCy does not keep spaces here) but it round-trips ordinary prose.
     """
-    words = _expand(tokens)
+    words = _expand(tokens, unk, capitalize_i)
     parts: list[str] = []
     prev = ""
     open_quote = False
@@ -296,6 +316,9 @@ def decode(tokens: Sequence[str]) -> str:
         parts.append(w)
         prev = w
     return "".join(parts)
+
+
+decode = detokenize
 
 
 def decode_chars(tokens: Sequence[str]) -> str:

@@ -1,5 +1,6 @@
 from deepfit.text.rules import (
     BOS,
+    CASED_POST_RULES,
     DEFAULT_POST_RULES,
     DEFAULT_PRE_RULES,
     EOS,
@@ -8,6 +9,7 @@ from deepfit.text.rules import (
     apply_rules,
     deal_caps,
     fix_html,
+    mark_maj,
     replace_all_caps,
     replace_rep,
     replace_wrep,
@@ -51,11 +53,24 @@ def test_sub_br_spaces():
     assert rm_useless_spaces("a   b  c\n\nd") == "a b c\n\nd"
 
 
-def test_caps_rules():
+def test_caps_rules_notes_examples():
+    # file 004's own examples and printed results
     assert replace_all_caps(["I", "AM", "SHOUTING"]) == ["I", "xxup", "am", "xxup", "shouting"]
     assert deal_caps(["My", "name", "is", "Jeremy"]) == ["xxmaj", "my", "name", "is", "xxmaj", "jeremy"]
-    assert deal_caps(["McDonald", "A"]) == ["McDonald", "A"]  # not 'Capitalised', single letter kept
     assert add_bos_eos(["a"]) == [BOS, "a", EOS]
+
+
+def test_deal_caps_lowercases_every_token_and_drops_empty_ones():
+    assert deal_caps(["McDonald", "A", "iPhone", "I", "", "ok"]) == ["mcdonald", "a", "iphone", "i", "ok"]
+    # all-caps words were marked first, so both spellings of a word share one vocabulary entry
+    toks = apply_rules(["I", "said", "I", "SAID", "Said"], DEFAULT_POST_RULES)
+    assert toks == [BOS, "i", "said", "i", "xxup", "said", "xxmaj", "said", EOS]
+    assert all(t == t.lower() for t in toks)
+
+
+def test_old_cased_rules_still_reachable():
+    assert mark_maj(["McDonald", "A", "Hello"]) == ["McDonald", "A", "xxmaj", "hello"]
+    assert apply_rules(["I", "AM", "McDonald"], CASED_POST_RULES) == [BOS, "I", "xxup", "am", "McDonald", EOS]
 
 
 def test_rule_lists_are_plain_and_changeable():

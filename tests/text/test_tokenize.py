@@ -1,7 +1,7 @@
 import pytest
 
 from deepfit.text.rules import DEFAULT_PRE_RULES, rm_useless_spaces
-from deepfit.text.tokenize import CharTokenizer, SpacyTokenizer, Tokenizer, decode, decode_chars
+from deepfit.text.tokenize import CharTokenizer, SpacyTokenizer, Tokenizer, decode, decode_chars, detokenize
 
 TEXT = ('The CAT sat on the mat. It was sooooo happy!!!! She said "don\'t go" (really).\n'
         "New line here: OK? I'm fine... no no no no, thanks.")
@@ -93,3 +93,32 @@ def test_spacy_tokenizer_pickles_without_spacy_state():
     list(tok(["warm up"]))
     clone = pickle.loads(pickle.dumps(tok))
     assert list(clone(["Hello world"])) == [["Hello", "world"]]
+
+
+# file 004: the raw IMDB review the notes tokenize (its first 250 characters) and the tokens they print
+NOTES_TEXT = ('Comedian Adam Sandler\'s last theatrical release "I Now Pronounce You Chuck and Larry" served as a '
+              'loud and proud plea for tolerance of the gay community. The former "Saturday Night Live" '
+              'funnyman\'s new movie "You Don\'t Mess with the Zohan" (*** out o')
+NOTES_PRINTED = ('xxbos • xxmaj • comedian • xxmaj • adam • xxmaj • sandler • \'s • last • theatrical • release • " • '
+                 'i • xxmaj • now • xxmaj • pronounce • xxmaj • you • xxmaj • chuck • and • xxmaj • larry • " • '
+                 'served • as • a • loud • and • proud • plea • for • tolerance • of • the • gay • community • . • '
+                 'xxmaj • the • former • " • xxmaj • saturday • xxmaj • night • xxmaj • live • " • funnyman • '
+                 '\'s • new • movie • ')
+
+
+def test_notes_sample_sentence_gives_the_printed_tokens():
+    toks = Tokenizer().tokenize1(NOTES_TEXT)
+    assert " • ".join(toks)[:400] == NOTES_PRINTED[:400]
+    assert all(t == t.lower() for t in toks)  # "I" became "i": one vocabulary entry for both
+    assert "i" in toks and "I" not in toks
+
+
+def test_detokenize_shows_no_special_tokens():
+    toks = Tokenizer().tokenize1(NOTES_TEXT)
+    assert detokenize(toks) == NOTES_TEXT.replace("***", "* * *")  # spaCy splits "***"; spacing is rebuilt
+    assert detokenize(["xxbos", "xxmaj", "xxunk", "is", "xxup", "xxunk", "here", "xxmaj"]) == "<unk> is <unk> here"
+    assert detokenize(["xxmaj", "a", "xxunk", "b", "xxrep", "x", "xxfld", "1"], unk="") == "A b x 1"
+    assert detokenize(["i", "'m", "sure", "i", "am", "."]) == "I'm sure I am."
+    assert detokenize(["i", "am"], capitalize_i=False) == "i am"
+    out = detokenize(["xxbos", "xxmaj", "xxup", "xxrep", "xxwrep", "2", "xxeos", "ok", "xxpad", "xxup"])
+    assert not any(s in out for s in ("xxmaj", "xxup", "xxunk", "xxrep", "xxwrep", "xxbos", "xxeos", "xxpad"))

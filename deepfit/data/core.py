@@ -1,5 +1,9 @@
 """Loaders that yield batches on the target device, and the `DataLoaders` train/valid pair.
 
+- `Loader`: the protocol a `Learner` relies on (batches on `device`, a length); `EpochLoader` and
+  `EncodingLoader` name the optional abilities (reproducible epochs, encoding one raw item).
+- `to_model_input`: the one conversion of raw inputs (uint8 → float / 255 → per-channel normalize)
+  shared by every loader and by inference.
 - `TensorLoader`: an in-memory dataset (e.g. uint8 images) batched by indexing; each batch is
   moved to the device once, converted to float, normalized and transformed there.
 - `DeviceLoader`: wraps any iterable of `(x, y)` batches (a `torch.utils.data.DataLoader`, a list,
@@ -10,12 +14,82 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
 Transform = Callable[[Tensor], Tensor]
+
+
+@runtime_checkable
+class Loader(Protocol):
+    """What a `Learner` needs from a loader: `(x, y)` batches already on `device`, and their number.
+
+    `DataLoaders` wraps anything else (a `torch.utils.data.DataLoader`, a list of batches) in a
+    `DeviceLoader`, which satisfies this protocol.
+    """
+
+    device: torch.device
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]: ...
+
+    def __len__(self) -> int: ...
+
+
+@runtime_checkable
+class EpochLoader(Loader, Protocol):
+    """A loader whose epoch order depends only on `(seed, epoch)`: checkpoints save both and resume exactly."""
+
+    seed: int
+    epoch: int
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+@runtime_checkable
+class EncodingLoader(Loader, Protocol):
+    """A loader that turns one raw item (a tensor, a path...) into a batch of one, as in validation (`predict`)."""
+
+    def encode(self, item: Any) -> Tensor: ...
+
+
+def _channel_view(stat: Tensor | Sequence[float], x: Tensor) -> Tensor:
+    """`stat` (one value per channel) on `x`'s device and dtype, shaped to broadcast over channel axis 1."""
+    t = torch.as_tensor(stat, dtype=x.dtype, device=x.device).flatten()
+    shape = [1, -1] + [1] * (x.ndim - 2) if x.ndim >= 2 else [-1]
+    return t.view(shape)
+
+
+def to_model_input(x: Tensor, mean: Tensor | Sequence[float] | None = None,
+                   std: Tensor | Sequence[float] | None = None,
+                   device: torch.device | str | None = None) -> Tensor:
+    """Raw inputs as the model sees them: on `device`, uint8 divided by 255, floats normalized per channel.
+
+    `mean`/`std` hold one value per channel (axis 1 of `x`), or `None` for no normalization.
+    Integer inputs other than uint8 (token ids, class indices) are returned unchanged.
+    """
+    if device is not None:
+        x = x.to(device, non_blocking=True)
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255.0)
+    elif not x.is_floating_point():
+        return x
+    if mean is None:
+        return x
+    if std is None:
+        raise ValueError("to_model_input: mean given without std")
+    return (x - _channel_view(mean, x)) / _channel_view(std, x)
+
+
+def stats_on_device(dl: Any, device: torch.device) -> tuple[Tensor | None, Tensor | None]:
+    """`dl.mean`/`dl.std` on `device`, cached on the loader (`_mean_dev`/`_std_dev`) until the device changes."""
+    if dl.mean is None:
+        return None, None
+    cached = getattr(dl, "_mean_dev", None)
+    if cached is None or cached.device != device:
+        dl._mean_dev, dl._std_dev = dl.mean.to(device), dl.std.to(device)
+    return dl._mean_dev, dl._std_dev
 
 
 def default_device() -> torch.device:
@@ -141,15 +215,6 @@ class TensorLoader:
             perm = perm[self.shard_rank::self.num_shards]
         return perm if self.indices is None else self.indices[perm]
 
-    def _stats_on_device(self, ndim: int) -> tuple[Tensor | None, Tensor | None]:
-        if self.mean is None:
-            return None, None
-        if self._mean_dev is None or self._mean_dev.ndim != ndim:
-            shape = [1, -1] + [1] * (ndim - 2) if ndim >= 2 else [-1]
-            self._mean_dev = self.mean.to(self.device).view(shape)
-            self._std_dev = self.std.to(self.device).view(shape)
-        return self._mean_dev, self._std_dev
-
     def encode(self, x: Tensor) -> Tensor:
         """Convert raw inputs (one item, or a batch) the way batches are, without the random tfms."""
         if x.ndim == self.x.ndim - 1:
@@ -157,14 +222,7 @@ class TensorLoader:
         return self._convert(x.to(self.device, non_blocking=True))
 
     def _convert(self, xb: Tensor) -> Tensor:
-        if xb.dtype == torch.uint8:
-            xb = xb.float().div_(255.0)
-        elif not xb.is_floating_point():
-            return xb
-        mean, std = self._stats_on_device(xb.ndim)
-        if mean is not None:
-            xb = (xb - mean) / std
-        return xb
+        return to_model_input(xb, *stats_on_device(self, xb.device))
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         order = self.order()
@@ -178,13 +236,15 @@ class TensorLoader:
             yb = self.y[idx].to(self.device, non_blocking=True)
             yield xb, yb
 
-    def new(self, **kwargs) -> TensorLoader:
-        """A copy with some arguments changed (e.g. `shuffle=False`, `tfms=()`)."""
-        args = dict(x=self.x, y=self.y, bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last,
+    def init_args(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this loader (subclasses add theirs)."""
+        return dict(x=self.x, y=self.y, bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last,
                     seed=self.seed, device=self.device, mean=self.mean, std=self.std, tfms=self.tfms,
                     indices=self.indices)
-        args.update(kwargs)
-        dl = TensorLoader(**args)
+
+    def new(self, **kwargs) -> TensorLoader:
+        """A copy of the same class with some arguments changed (e.g. `shuffle=False`, `tfms=()`)."""
+        dl = type(self)(**{**self.init_args(), **kwargs})
         dl.shard(self.shard_rank, self.num_shards, self.pad_shards)
         return dl
 
@@ -229,8 +289,6 @@ def as_loader(dl: Any, device: torch.device) -> Any:
     if isinstance(dl, (TensorLoader, DeviceLoader)) or getattr(dl, "yields_on_device", False):
         if hasattr(dl, "device") and torch.device(dl.device) != device:
             dl.device = device
-            if isinstance(dl, TensorLoader):
-                dl._mean_dev = dl._std_dev = None
         return dl
     return DeviceLoader(dl, device)
 

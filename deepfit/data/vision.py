@@ -33,7 +33,7 @@ from .blocks import (
     parent_label,
     read_csv,
 )
-from .core import DataLoaders, TensorLoader, _epoch_seed, default_device
+from .core import DataLoaders, TensorLoader, _epoch_seed, default_device, stats_on_device, to_model_input
 from .external import DataFormatError
 from .files import read_image_file
 from .transforms import IMAGENET_STATS, ItemTransform, apply_item_tfms, compute_stats, final_size
@@ -148,14 +148,7 @@ class ImageLoader:
         return torch.randperm(self.n, generator=g).tolist()
 
     def _convert(self, xb: Tensor) -> Tensor:
-        xb = xb.float().div_(255.0) if xb.dtype == torch.uint8 else xb.float()
-        if self.mean is not None:
-            cached = getattr(self, "_stats_dev", None)
-            if cached is None or cached[0].device != xb.device:
-                cached = self._stats_dev = (self.mean.to(xb.device).view(1, -1, 1, 1),
-                                            self.std.to(xb.device).view(1, -1, 1, 1))
-            xb = (xb - cached[0]) / cached[1]
-        return xb
+        return to_model_input(xb, *stats_on_device(self, xb.device))
 
     def encode(self, item: Any) -> Tensor:
         """One raw item (a path, a PIL image, a uint8 `C×H×W` tensor) as a batch of one, like validation."""
@@ -185,18 +178,23 @@ class ImageLoader:
             yield xb, yb.to(self.device, non_blocking=True)
 
     def new(self, **kwargs) -> ImageLoader:
+        """A copy with some arguments changed (e.g. `shuffle=False`, `tfms=()`)."""
         args = dict(dataset=self.dataset, bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last,
                     seed=self.seed, device=self.device, mean=self.mean, std=self.std, tfms=self.tfms,
                     num_workers=self.num_workers, pin_memory=self.pin_memory)
-        args.update(kwargs)
-        return ImageLoader(**args)
+        return type(self)(**{**args, **kwargs})
 
 
 class ImageTensorLoader(TensorLoader):
-    """A `TensorLoader` over decoded images that also encodes paths and PIL images for `predict`."""
+    """A `TensorLoader` over decoded images that also encodes paths and PIL images for `predict`.
 
-    mode: str = "RGB"
-    item_tfms: list = []
+    `mode` ('L' or 'RGB') and `item_tfms` (their validation form) are how a raw image is made into an item.
+    """
+
+    def __init__(self, x: Tensor, y: Tensor, mode: str = "RGB", item_tfms: Sequence[ItemTransform] = (),
+                 **kwargs):
+        super().__init__(x, y, **kwargs)
+        self.mode, self.item_tfms = mode, list(item_tfms)
 
     def encode(self, item: Any) -> Tensor:
         if isinstance(item, (str, Path)):
@@ -207,17 +205,8 @@ class ImageTensorLoader(TensorLoader):
             item = image_to_tensor(apply_item_tfms(item, self.item_tfms, train=False))
         return super().encode(item)
 
-    def new(self, **kwargs) -> ImageTensorLoader:
-        dl = super().new(**kwargs)
-        dl.__class__ = ImageTensorLoader
-        dl.mode, dl.item_tfms = self.mode, self.item_tfms
-        return dl
-
-
-def _image_tensor_loader(mode: str, item_tfms, **kwargs) -> ImageTensorLoader:
-    dl = ImageTensorLoader(**kwargs)
-    dl.mode, dl.item_tfms = mode, list(item_tfms)
-    return dl
+    def init_args(self) -> dict[str, Any]:
+        return {**super().init_args(), "mode": self.mode, "item_tfms": self.item_tfms}
 
 
 def _find_bad(items: Sequence[Path], idxs: Sequence[int]) -> list[int]:
@@ -313,11 +302,11 @@ class ImageDataLoaders:
             sample = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))[:5000]
             mean, std = _resolve_stats(stats, lambda: compute_stats(x[sample]))
             _tell_stats(batch_tfms, mean, std)
-            train = _image_tensor_loader(mode, item_tfms, x=x, y=y, bs=bs, shuffle=True, drop_last=drop_last,
-                                         seed=seed, device=device, mean=mean, std=std, tfms=batch_tfms,
-                                         indices=torch.arange(n_train))
-            valid = _image_tensor_loader(mode, item_tfms, x=x, y=y, bs=val_bs, device=device, mean=mean, std=std,
-                                         indices=torch.arange(n_train, len(used)))
+            train = ImageTensorLoader(x, y, mode, item_tfms, bs=bs, shuffle=True, drop_last=drop_last, seed=seed,
+                                      device=device, mean=mean, std=std, tfms=batch_tfms,
+                                      indices=torch.arange(n_train))
+            valid = ImageTensorLoader(x, y, mode, item_tfms, bs=val_bs, device=device, mean=mean, std=std,
+                                      indices=torch.arange(n_train, len(used)))
         else:
             def dataset(idxs, train):
                 return ImageDataset([items[i] for i in idxs], y[idxs], item_tfms, mode, train, seed, size)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from ..data.core import TensorLoader
+from ..data.core import TensorLoader, to_model_input
 from ..distributed import is_main_process, unwrap_model
 from .checkpoint import PickleRefusedError, safe_torch_load
 from .learner import resolve_activation
@@ -337,15 +337,7 @@ class InferenceLearner:
         shape = (self.spec.get("input") or {}).get("item_shape")
         if shape is not None and list(xb.shape[1:]) != list(shape) and self.spec.get("text") is None:
             raise ValueError(f"predict: expected items of shape {list(shape)}, got {list(xb.shape[1:])}")
-        xb = xb.to(self.device)
-        if xb.dtype == torch.uint8:
-            xb = xb.float().div_(255.0)
-        elif not xb.is_floating_point():
-            return xb
-        if self._mean is not None:
-            view = [1, -1] + [1] * (xb.ndim - 2) if xb.ndim >= 2 else [-1]
-            xb = (xb - self._mean.to(self.device).view(view)) / self._std.to(self.device).view(view)
-        return xb
+        return to_model_input(xb, self._mean, self._std, self.device)
 
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()

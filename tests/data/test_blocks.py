@@ -290,3 +290,17 @@ def test_blocks_does_not_import_vision():
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not any(m and m.endswith("vision") for m in imported), imported
     assert not hasattr(blocks, "ImageList")
+
+
+def test_in_memory_loader_new_keeps_its_class_and_image_settings(tmp_path: Path):
+    from deepfit.data.vision import ImageTensorLoader
+
+    for i in range(4):
+        write_png(tmp_path / ("a" if i % 2 else "b") / f"{i}.png", value=40 * i)
+    dls = ImageDataLoaders.from_folder(tmp_path, valid_pct=0.5, item_tfms=[Resize(4)], bs=2, device="cpu",
+                                       in_memory=True, vocab=["a", "b"])
+    assert type(dls.valid) is ImageTensorLoader and dls.valid.mode == "L"
+    copy = dls.valid.new(bs=1)
+    assert type(copy) is ImageTensorLoader and copy.mode == "L" and len(copy.item_tfms) == 1
+    x = copy.encode(tmp_path / "b" / "0.png")
+    assert x.shape == (1, 1, 4, 4)

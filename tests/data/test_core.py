@@ -70,3 +70,52 @@ def test_random_split_disjoint_and_deterministic():
     assert torch.equal(t1, t2) and torch.equal(v1, v2)
     assert len(v1) == 20 and len(set(t1.tolist()) & set(v1.tolist())) == 0
     assert sorted(t1.tolist() + v1.tolist()) == list(range(100))
+
+
+def test_to_model_input_scales_uint8_normalizes_floats_and_leaves_ids_alone():
+    from deepfit.data.core import to_model_input
+
+    x = torch.tensor([[[[0, 255]]], [[[51, 102]]]], dtype=torch.uint8)  # 2×1×1×2
+    out = to_model_input(x)
+    assert out.dtype == torch.float32 and torch.allclose(out.flatten(), torch.tensor([0.0, 1.0, 0.2, 0.4]))
+    norm = to_model_input(x, mean=[0.5], std=[0.25])
+    assert torch.allclose(norm.flatten(), torch.tensor([-2.0, 2.0, -1.2, -0.4]))
+    rgb = torch.ones(1, 3, 2, 2)
+    per_channel = to_model_input(rgb, mean=[0.0, 0.5, 1.0], std=[1.0, 0.5, 2.0])
+    assert per_channel[0, :, 0, 0].tolist() == [1.0, 1.0, 0.0]
+    ids = torch.tensor([[3, 1, 4]])
+    assert to_model_input(ids, mean=[0.5], std=[0.2]) is ids
+    with pytest.raises(ValueError, match="std"):
+        to_model_input(rgb, mean=[0.0, 0.0, 0.0])
+
+
+def test_loaders_convert_like_to_model_input():
+    from deepfit.data.core import to_model_input
+
+    dl = make(n=4, bs=4, mean=[0.5], std=[0.25])
+    xb, _ = next(iter(dl))
+    assert torch.equal(xb, to_model_input(dl.x, [0.5], [0.25]))
+    assert torch.equal(dl.encode(dl.x[2]), to_model_input(dl.x[2:3], [0.5], [0.25]))
+
+
+def test_loaders_satisfy_the_loader_protocols():
+    from deepfit.data.core import EncodingLoader, EpochLoader, Loader
+
+    tl = make()
+    assert isinstance(tl, Loader) and isinstance(tl, EpochLoader) and isinstance(tl, EncodingLoader)
+    dev = DeviceLoader([(torch.zeros(2, 1), torch.zeros(2))], device="cpu")
+    assert isinstance(dev, Loader) and not isinstance(dev, EpochLoader)
+    assert not isinstance([(torch.zeros(1), torch.zeros(1))], Loader)  # a list has no device
+    dls = DataLoaders([(torch.zeros(2, 1), torch.zeros(2))], device="cpu")
+    assert isinstance(dls.train, Loader)
+
+
+def test_new_builds_the_same_class_with_changed_arguments():
+    class Sub(TensorLoader):
+        pass
+
+    dl = Sub(torch.zeros(6, 1), torch.arange(6), bs=2, shuffle=True, seed=3, device="cpu")
+    dl.shard(1, 2)
+    copy = dl.new(shuffle=False)
+    assert type(copy) is Sub and copy.shuffle is False and copy.seed == 3 and copy.bs == 2
+    assert (copy.shard_rank, copy.num_shards) == (1, 2)

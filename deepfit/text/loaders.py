@@ -30,7 +30,8 @@ def _seed_or_random(seed: int | None) -> int:
 # ====================================================================== language model
 
 class LMLoader:
-    """Language-model batches `(x, y)` of shape `(bs, seq_len)`, `y` being `x` one token later.
+    """Language-model batches `(x, y)` of shape `(bs, seq_len)` (`(seq_len, bs)` with `batch_first=False`),
+    `y` being `x` one token later.
 
     Each epoch the texts are concatenated (in a new seeded order when `shuffle`) into one stream, cut into `bs`
     rows of `(n_tokens - 1) // bs` tokens, and read left to right `seq_len` tokens at a time, so row `i` of
@@ -46,13 +47,16 @@ class LMLoader:
             at least 5 (the last batch of an epoch is shorter).
         seed: seed for the text order and the lengths; epoch `e` depends only on `(seed, e)`.
         device: where batches are produced.
+        batch_first: `False` gives sequence-first batches `(seq_len, bs)`, the layout of `nn.RNN`/`nn.LSTM`/
+            `nn.GRU` with their default `batch_first=False` (the notes' lesson-7 models); the same tokens,
+            transposed.
     """
 
     yields_on_device = True
 
     def __init__(self, texts: Sequence[Tensor | Sequence[int]], bs: int = 64, bptt: int = 70,
                  shuffle: bool = False, random_bptt: bool = False, seed: int | None = None,
-                 device: torch.device | str | None = None):
+                 device: torch.device | str | None = None, batch_first: bool = True):
         if bs < 1 or bptt < 1:
             raise ValueError(f"LMLoader: bs and bptt must be >= 1, got bs={bs}, bptt={bptt}")
         self.texts = [_as_ids(t, i) for i, t in enumerate(texts)]
@@ -61,6 +65,7 @@ class LMLoader:
             raise ValueError(f"LMLoader: {self.n_tokens} tokens are too few for bs={bs} (need at least {bs + 1})")
         self.bs, self.bptt = bs, bptt
         self.shuffle, self.random_bptt = shuffle, random_bptt
+        self.batch_first = batch_first
         self.seed = _seed_or_random(seed)
         self.device = torch.device(device) if device is not None else default_device()
         self.epoch = 0
@@ -139,27 +144,35 @@ class LMLoader:
         start = self.shard_rank * self.shard_len
         s = self.stream(epoch)[start:start + bs * n + 1].to(self.device, non_blocking=True)
         x, y = s[:-1].view(bs, n), s[1:].view(bs, n)
+        if not self.batch_first:
+            x, y = x.t(), y.t()
         t = 0
         for sl in lens:
-            yield x[:, t:t + sl].contiguous(), y[:, t:t + sl].contiguous()
+            if self.batch_first:
+                yield x[:, t:t + sl].contiguous(), y[:, t:t + sl].contiguous()
+            else:
+                yield x[t:t + sl].contiguous(), y[t:t + sl].contiguous()
             t += sl
 
     def __repr__(self) -> str:
         return (f"LMLoader({self.n_tokens} tokens, bs={self.bs}, bptt={self.bptt}, shuffle={self.shuffle}, "
-                f"random_bptt={self.random_bptt}, device={self.device})")
+                f"random_bptt={self.random_bptt}, batch_first={self.batch_first}, device={self.device})")
 
 
 def lm_loaders(train_texts: Sequence[Tensor | Sequence[int]], valid_texts: Sequence[Tensor | Sequence[int]],
                bs: int = 64, bptt: int = 70, shuffle: bool = True, random_bptt: bool = True, seed: int = 0,
-               device: torch.device | str | None = None, vocab: Any = None) -> DataLoaders:
+               device: torch.device | str | None = None, vocab: Any = None, batch_first: bool = True
+               ) -> DataLoaders:
     """Training (shuffled, random bptt) and validation (in order, fixed bptt) `LMLoader`s as `DataLoaders`.
 
     `vocab` (a `Vocab` or a list of tokens) becomes `dls.vocab` (its token list) and `dls.text_vocab`.
+    `batch_first=False`: `(seq_len, bs)` batches for sequence-first models.
     """
     device = torch.device(device) if device is not None else default_device()
     train = LMLoader(train_texts, bs=bs, bptt=bptt, shuffle=shuffle, random_bptt=random_bptt, seed=seed,
-                     device=device)
-    valid = LMLoader(valid_texts, bs=bs, bptt=bptt, shuffle=False, random_bptt=False, seed=seed, device=device)
+                     device=device, batch_first=batch_first)
+    valid = LMLoader(valid_texts, bs=bs, bptt=bptt, shuffle=False, random_bptt=False, seed=seed, device=device,
+                     batch_first=batch_first)
     itos = getattr(vocab, "itos", vocab)
     dls = DataLoaders(train, valid, device=device, vocab=itos)
     dls.text_vocab = vocab
@@ -236,14 +249,27 @@ class SortishSampler:
             yield from b.tolist()
 
 
+def _check_fix_length(fix_length: int | None, where: str) -> None:
+    if fix_length is not None and (isinstance(fix_length, bool) or not isinstance(fix_length, int)
+                                   or fix_length < 1):
+        raise ValueError(f"{where}: fix_length must be a positive int or None, got {fix_length!r}")
+
+
 def pad_collate(samples: Sequence[tuple[Tensor | Sequence[int], Any]], pad_idx: int = 1,
-                pad_first: bool = True) -> tuple[Tensor, Tensor]:
+                pad_first: bool = True, fix_length: int | None = None) -> tuple[Tensor, Tensor]:
     """Stack `(ids, label)` samples into `x` `(bs, max_len)` padded with `pad_idx` (before the text when
-    `pad_first`, else after it) and `y` `(bs,)`."""
+    `pad_first`, else after it) and `y` `(bs,)` (or `(bs, n_classes)` for multi-hot labels).
+
+    `fix_length=n` makes every `x` `(bs, n)` whatever the batch: shorter texts are padded, longer ones cut to
+    their first `n` tokens (torchtext's `Field(fix_length=n)`).
+    """
     if not samples:
         raise ValueError("pad_collate: empty batch")
+    _check_fix_length(fix_length, "pad_collate")
     xs = [_as_ids(s[0], i) for i, s in enumerate(samples)]
-    max_len = max(len(x) for x in xs)
+    if fix_length is not None:
+        xs = [x[:fix_length] for x in xs]
+    max_len = fix_length if fix_length is not None else max(len(x) for x in xs)
     out = torch.full((len(xs), max_len), pad_idx, dtype=torch.long)
     for i, x in enumerate(xs):
         if len(x) == 0:
@@ -261,13 +287,17 @@ class TextClassifierLoader:
     """Padded batches of numericalized texts and their labels, on `device`.
 
     `shuffle=True` orders items with a `SortishSampler` (training), `False` with a `SortSampler` (validation).
+    `labels` are class indices `(n,)`, or multi-hot rows `(n, n_classes)` for multi-label data.
+    `fix_length=n`: every batch is padded or cut to `n` tokens (see `pad_collate`). `batch_first=False`:
+    `x` is `(seq_len, bs)` for sequence-first models (`nn.LSTM` without `batch_first=True`); `y` is unchanged.
     """
 
     yields_on_device = True
 
     def __init__(self, texts: Sequence[Tensor | Sequence[int]], labels: Tensor | Sequence[int], bs: int = 64,
                  shuffle: bool = False, pad_idx: int = 1, pad_first: bool = True, seed: int | None = None,
-                 device: torch.device | str | None = None):
+                 device: torch.device | str | None = None, fix_length: int | None = None,
+                 batch_first: bool = True):
         self.texts = [_as_ids(t, i) for i, t in enumerate(texts)]
         self.labels = torch.as_tensor(labels)
         if len(self.texts) != len(self.labels):
@@ -275,6 +305,8 @@ class TextClassifierLoader:
         if bs < 1:
             raise ValueError(f"TextClassifierLoader: bs must be >= 1, got {bs}")
         self.bs, self.shuffle, self.pad_idx, self.pad_first = bs, shuffle, pad_idx, pad_first
+        _check_fix_length(fix_length, "TextClassifierLoader")
+        self.fix_length, self.batch_first = fix_length, batch_first
         lengths = [len(t) for t in self.texts]
         self.sampler = SortishSampler(lengths, bs, seed=seed) if shuffle else SortSampler(lengths)
         self.device = torch.device(device) if device is not None else default_device()
@@ -295,20 +327,31 @@ class TextClassifierLoader:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         for idx in self._batches():
-            x, y = pad_collate([(self.texts[i], self.labels[i]) for i in idx], self.pad_idx, self.pad_first)
+            x, y = pad_collate([(self.texts[i], self.labels[i]) for i in idx], self.pad_idx, self.pad_first,
+                               self.fix_length)
+            if not self.batch_first:
+                x = x.t().contiguous()
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
 def classifier_loaders(train_texts: Sequence[Tensor | Sequence[int]], train_labels: Tensor | Sequence[int],
                        valid_texts: Sequence[Tensor | Sequence[int]], valid_labels: Tensor | Sequence[int],
                        bs: int = 64, pad_idx: int = 1, pad_first: bool = True, seed: int = 0,
-                       device: torch.device | str | None = None, classes: Sequence[str] | None = None
-                       ) -> DataLoaders:
+                       device: torch.device | str | None = None, classes: Sequence[str] | None = None,
+                       fix_length: int | None = None, batch_first: bool = True) -> DataLoaders:
     """Training (`SortishSampler`) and validation (`SortSampler`) `TextClassifierLoader`s as `DataLoaders`;
-    `classes` become `dls.vocab`."""
+    `classes` become `dls.vocab`. Multi-hot `(n, n_classes)` labels make a multi-label task
+    (`dls.multi_label` is then `True`). `fix_length`/`batch_first`: see `TextClassifierLoader`."""
     device = torch.device(device) if device is not None else default_device()
     train = TextClassifierLoader(train_texts, train_labels, bs=bs, shuffle=True, pad_idx=pad_idx,
-                                 pad_first=pad_first, seed=seed, device=device)
+                                 pad_first=pad_first, seed=seed, device=device, fix_length=fix_length,
+                                 batch_first=batch_first)
     valid = TextClassifierLoader(valid_texts, valid_labels, bs=bs, shuffle=False, pad_idx=pad_idx,
-                                 pad_first=pad_first, device=device)
-    return DataLoaders(train, valid, device=device, vocab=classes)
+                                 pad_first=pad_first, device=device, fix_length=fix_length,
+                                 batch_first=batch_first)
+    if train.labels.ndim != valid.labels.ndim:
+        raise ValueError(f"classifier_loaders: training labels have shape {tuple(train.labels.shape)} but "
+                         f"validation labels {tuple(valid.labels.shape)}: both must be indices or both multi-hot")
+    dls = DataLoaders(train, valid, device=device, vocab=classes)
+    dls.multi_label = train.labels.ndim == 2
+    return dls

@@ -58,3 +58,26 @@ def test_json_round_trip(tmp_path):
 def test_duplicate_tokens_rejected():
     with pytest.raises(ValueError, match="twice"):
         Vocab(["a", "b", "a"])
+
+
+def test_custom_special_names_are_recognised():
+    # file 001's torchtext fields: init_token='<sos>', eos_token='<eos>', unk_token='<unk>' (pad '<pad>')
+    specials = ["<unk>", "<pad>", "<sos>", "<eos>"]
+    v = Vocab.build(DOCS, min_freq=2, specials=specials)
+    assert v.itos[:4] == specials and v.unk_token == "<unk>" and v.pad_token == "<pad>"
+    assert (v.unk_idx, v.pad_idx) == (0, 1)
+    assert v.textify(v.numericalize(["the", "never-seen"])) == ["the", "<unk>"]
+    # any other spelling, named explicitly
+    w = Vocab.build(DOCS, min_freq=2, specials=["PAD!", "?"], unk_token="?", pad_token="PAD!")
+    assert (w.unk_idx, w.pad_idx) == (1, 0) and w.index("zzz") == 1
+
+
+def test_custom_specials_survive_save_load(tmp_path):
+    w = Vocab.build(DOCS, min_freq=2, specials=["?", "_"], unk_token="?", pad_token="_")
+    r = Vocab.load(w.save(tmp_path / "v.json"))
+    assert (r.unk_token, r.pad_token, r.unk_idx, r.pad_idx) == ("?", "_", 0, 1)
+
+
+def test_unknown_special_name_rejected():
+    with pytest.raises(ValueError, match="unk_token '<oov>'"):
+        Vocab(["a", "b"], specials=[], unk_token="<oov>")

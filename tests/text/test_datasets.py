@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from deepfit.text.datasets import (
     TextDecodeError,
@@ -86,3 +87,33 @@ def test_real_fortunes():
     assert set(items.labels) == {"computers", "science"} and len(items) > 500
     assert not any(t.strip() == "%" or "\n%\n" in t for t in items.texts)
     assert len(fortune_topics()) > 30
+
+
+def test_csv_one_zero_one_column_per_label(tmp_path):
+    # file 001's news CSV: id, content, then one 0/1 column per label
+    write(tmp_path / "news.csv", "id,content,Business,SciTech,Sports,World\n"
+          "1,Stocks rally as chip makers report,1,1,0,0\n2,Cup final tonight,0,0,1,0\n3,Nothing here,0,0,0,0\n")
+    cols = ["Business", "SciTech", "Sports", "World"]
+    items = texts_from_csv(tmp_path / "news.csv", text_col="content", label_col=cols)
+    assert items.multi_label and items.classes == cols  # the columns, in order, even "World" that no item has
+    assert items.labels == [["Business", "SciTech"], ["Sports"], []]
+    assert items.multi_hot().tolist() == [[1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    with pytest.raises(ValueError, match="label_ids"):
+        items.label_ids()
+    write(tmp_path / "bad.csv", "content,A,B\nx,1,maybe\n")
+    with pytest.raises(ValueError, match=r"bad.csv:2: column 'B' holds 'maybe'"):
+        texts_from_csv(tmp_path / "bad.csv", text_col="content", label_col=["A", "B"])
+    with pytest.raises(KeyError, match="'C'"):
+        texts_from_csv(tmp_path / "bad.csv", text_col="content", label_col=["A", "C"])
+
+
+def test_csv_space_separated_labels(tmp_path):
+    write(tmp_path / "tags.csv", "text,tags\nfunny and wise,humor wisdom\njust funny,humor\nno tag,\n")
+    items = texts_from_csv(tmp_path / "tags.csv", label_col="tags", label_delim=" ")
+    assert items.labels == [["humor", "wisdom"], ["humor"], []]
+    assert items.classes == ["humor", "wisdom"]
+    y = items.multi_hot()
+    assert y.dtype == torch.float32 and y.tolist() == [[1, 1], [1, 0], [0, 0]]
+    assert items.multi_hot(["wisdom", "humor", "love"]).tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 0]]
+    # single-label reading of the same file is unchanged
+    assert texts_from_csv(tmp_path / "tags.csv", label_col="tags").labels == ["humor wisdom", "humor", ""]

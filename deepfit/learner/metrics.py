@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
@@ -30,6 +31,49 @@ def top_k_accuracy(pred: Tensor, target: Tensor, k: int = 5) -> Tensor:
     """Share of items whose target is among the k highest predictions."""
     topk = pred.topk(k, dim=-1).indices
     return (topk == target.unsqueeze(-1)).any(dim=-1).float().mean()
+
+
+# ---------------------------------------------------------------------- multi-label (several labels per item)
+
+def _multi_label_decisions(pred: Tensor, target: Tensor, thresh: float, sigmoid: bool, name: str
+                           ) -> tuple[Tensor, Tensor]:
+    if pred.shape != target.shape:
+        raise ValueError(f"{name}: predictions {tuple(pred.shape)} and multi-hot targets {tuple(target.shape)} "
+                         f"must have the same shape (one column per label)")
+    prob = pred.float().sigmoid() if sigmoid else pred.float()
+    return prob > thresh, target > 0.5
+
+
+def accuracy_multi(pred: Tensor, target: Tensor, thresh: float = 0.5, sigmoid: bool = True) -> Tensor:
+    """Share of the (item, label) yes/no decisions that are right: label `j` is predicted for item `i` when
+    `sigmoid(pred[i, j]) > thresh` (`sigmoid=False` when `pred` already holds probabilities). `target` is
+    multi-hot. Use `functools.partial(accuracy_multi, thresh=0.2)` for another threshold."""
+    p, t = _multi_label_decisions(pred, target, thresh, sigmoid, "accuracy_multi")
+    return (p == t).float().mean()
+
+
+def fbeta_multi(pred: Tensor, target: Tensor, beta: float = 2.0, thresh: float = 0.5, sigmoid: bool = True,
+                zero_division: float = 0.0) -> Tensor:
+    """F-beta averaged over items ('samples' average, as scikit-learn's `fbeta_score(average='samples')`): for
+    each item, F-beta of its predicted label set against its true set, then the mean over items.
+
+    An item with no true and no predicted label scores `zero_division`. Being a mean over items, it averages
+    exactly over batches of any size.
+    """
+    p, t = _multi_label_decisions(pred, target, thresh, sigmoid, "fbeta_multi")
+    b2 = beta * beta
+    tp = (p & t).sum(-1).float()
+    fp = (p & ~t).sum(-1).float()
+    fn = (~p & t).sum(-1).float()
+    den = (1 + b2) * tp + b2 * fn + fp
+    score = (1 + b2) * tp / den.clamp(min=1e-12)
+    return torch.where(den > 0, score, torch.full_like(score, zero_division)).mean()
+
+
+def f1_multi(pred: Tensor, target: Tensor, thresh: float = 0.5, sigmoid: bool = True,
+             zero_division: float = 0.0) -> Tensor:
+    """F1 averaged over items (`fbeta_multi` with `beta=1`)."""
+    return fbeta_multi(pred, target, beta=1.0, thresh=thresh, sigmoid=sigmoid, zero_division=zero_division)
 
 
 def batch_size_of(yb) -> int:
@@ -74,12 +118,20 @@ class WeightedAverage(Metric):
         return total / self.count
 
 
+def _func_name(func: Callable) -> str:
+    """`func.__name__`; for a `functools.partial`, the wrapped function's name."""
+    inner = getattr(func, "func", None)
+    if not hasattr(func, "__name__") and inner is not None:
+        return _func_name(inner)
+    return getattr(func, "__name__", type(func).__name__)
+
+
 class AvgMetric(WeightedAverage):
     """Average of `func(pred, target)` over the epoch, weighted by batch size."""
 
     def __init__(self, func: Callable[[Tensor, Tensor], Tensor], name: str | None = None):
         self.func = func
-        self.name = name or getattr(func, "__name__", type(func).__name__)
+        self.name = name or _func_name(func)
         self.reset()
 
     def accumulate(self, learn: Learner) -> None:

@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deepfit.learner import Learner, accuracy  # noqa: E402
-from deepfit.learner.text import fit_ulmfit, language_model_learner, text_classifier_learner  # noqa: E402
+from deepfit.text.learner import fit_ulmfit, language_model_learner, text_classifier_learner  # noqa: E402
 from deepfit.models import LSTMClassifier, lstm_classifier_split  # noqa: E402
 from deepfit.text import (  # noqa: E402
     Tokenizer,

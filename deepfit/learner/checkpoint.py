@@ -7,8 +7,8 @@ A checkpoint is one `torch.save`d dict holding only tensors and plain containers
 - `position`: epoch, training batches done in that epoch, `train_iter`;
 - `loaders`: each loader's shuffling seed and epoch (a `TensorLoader`'s order is a pure function of both);
 - `rng`: Python, NumPy, torch CPU (and CUDA/MPS when present) generator states;
-- `scaler`: the loss scaler of a `learn.mixed_precision` callback, when there is one;
-- `recorder`: the Recorder's history; `callbacks`: `state_dict()` of every callback defining one.
+- `callbacks`: `state_dict()` of every callback defining one (the Recorder's history, the loss scaler of
+  `MixedPrecision`, MixUp's generator, early-stopping counters...), read and restored through those methods only.
 
 Writes go to a temporary file in the target's folder, are flushed and `fsync`ed, then renamed over the
 target (and the folder is `fsync`ed): a crash leaves either the old checkpoint or the new one, never half
@@ -21,9 +21,6 @@ resumed run ends with weights bit-identical to an uninterrupted one.
 
 from __future__ import annotations
 
-import os
-import pickle
-import random
 import re
 import warnings
 from dataclasses import dataclass
@@ -36,30 +33,25 @@ from torch import Tensor
 
 from ..data.core import TensorLoader
 from ..distributed import is_main_process, unwrap_model
+from ..rng import get_rng_state, set_rng_state
+from ..safe_io import CheckpointError, atomic_torch_save, safe_torch_load
+from ..safe_io import PickleRefusedError as PickleRefusedError  # old import path
 from .events import Callback
 
 if TYPE_CHECKING:
-    from .learner import Learner
+    from .events import LearnerLike
 
 FORMAT = "deepfit-checkpoint"
 VERSION = 1
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be written, read or applied; the message says which file and why."""
-
-
-class PickleRefusedError(CheckpointError):
-    """A file needs pickle (arbitrary Python objects) to load, and `allow_pickle` was not given."""
-
-
 # ---------------------------------------------------------------------------------------------- paths
-def checkpoint_dir(learn: Learner) -> Path:
+def checkpoint_dir(learn: LearnerLike) -> Path:
     """Where `learn.save(name)` writes: `learn.path / 'models'`."""
     return Path(learn.path) / "models"
 
 
-def checkpoint_path(learn: Learner, name: str | Path) -> Path:
+def checkpoint_path(learn: LearnerLike, name: str | Path) -> Path:
     """`name` as a path: an existing path or one with a folder is used as is, else `models/<name>.pt`."""
     p = Path(name)
     if p.suffix or p.parent != Path(".") or p.exists():
@@ -90,45 +82,6 @@ def to_plain(obj: Any, where: str = "state") -> Any:
                           "plain container (convert it in the callback's state_dict())")
 
 
-# ---------------------------------------------------------------------------------------------- RNG
-def get_rng_state() -> dict[str, Any]:
-    """The states of Python's, NumPy's and torch's global generators (CPU, and CUDA/MPS when present)."""
-    version, state, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    out: dict[str, Any] = {
-        "python": {"version": version, "state": list(state), "gauss": gauss},
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        out["cuda"] = torch.cuda.get_rng_state_all()
-    mps = getattr(torch, "mps", None)
-    if mps is not None and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        out["mps"] = mps.get_rng_state()
-    return out
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore generator states saved by `get_rng_state`."""
-    py = state["python"]
-    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
-    npst = state["numpy"]
-    np.random.set_state((npst["kind"], npst["keys"].numpy().astype(np.uint32), npst["pos"], npst["has_gauss"],
-                         npst["cached"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        cuda = state["cuda"]
-        if len(cuda) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda)
-        else:
-            warnings.warn(f"checkpoint has CUDA RNG states for {len(cuda)} devices, this machine has "
-                          f"{torch.cuda.device_count()}: CUDA generators not restored", stacklevel=2)
-    if "mps" in state and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        torch.mps.set_rng_state(state["mps"])
-
-
-# ---------------------------------------------------------------------------------------------- loaders
 def _loader_state(dl: Any, in_use: bool) -> dict[str, Any] | None:
     """Seed and epoch of a loader; `in_use` means its current epoch's iterator is running (mid-epoch)."""
     if dl is None:
@@ -206,33 +159,8 @@ def iter_from(dl: Any, start: int):
     return it
 
 
-# ---------------------------------------------------------------------------------------------- recorder
-_RECORDER_LISTS = ("losses", "smooth_losses", "lrs", "moms", "values")
-
-
-def _recorder_state(learn: Learner) -> dict[str, Any] | None:
-    rec = getattr(learn, "recorder", None)
-    if rec is None or rec not in learn.cbs or not hasattr(rec, "losses"):
-        return None
-    if hasattr(rec, "flush"):
-        rec.flush()
-    state = {k: to_plain(list(getattr(rec, k, [])), f"recorder.{k}") for k in _RECORDER_LISTS}
-    state["avg"], state["count"] = float(getattr(rec, "_avg", 0.0)), int(getattr(rec, "_count", 0))
-    state["epoch_sums"] = [float(getattr(rec, "_train_total", 0.0)), int(getattr(rec, "_train_count", 0))]
-    return state
-
-
-def _load_recorder_state(learn: Learner, state: dict[str, Any] | None) -> None:
-    rec = getattr(learn, "recorder", None)
-    if rec is None or state is None:
-        return
-    for k in _RECORDER_LISTS:
-        setattr(rec, k, list(state[k]))
-    rec._avg, rec._count = state["avg"], state["count"]
-
-
 # ---------------------------------------------------------------------------------------------- position
-def _current_position(learn: Learner) -> dict[str, int]:
+def _current_position(learn: LearnerLike) -> dict[str, int]:
     """Where training stands: `epoch` to run next (or in progress), training batches done in it, `train_iter`.
 
     During `fit`, in the training phase, the current batch counts as done (save at `after_batch`);
@@ -249,7 +177,7 @@ def _current_position(learn: Learner) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------------------------------- save
-def checkpoint_state(learn: Learner, with_opt: bool = True) -> dict[str, Any]:
+def checkpoint_state(learn: LearnerLike, with_opt: bool = True) -> dict[str, Any]:
     """Everything a checkpoint holds, as tensors and plain containers."""
     pos = _current_position(learn)
     mid = bool(pos["mid_epoch"])
@@ -264,52 +192,15 @@ def checkpoint_state(learn: Learner, with_opt: bool = True) -> dict[str, Any]:
                     "valid": _loader_state(getattr(dls, "valid", None), in_use=False)},
         "rng": get_rng_state(),
         "tfm_generators": _generator_states(dls),
-        "recorder": _recorder_state(learn),
         "callbacks": {},
-        "scaler": None,
     }
-    mp = getattr(learn, "mixed_precision", None)
-    scaler = getattr(mp, "scaler", None)
-    if scaler is not None and hasattr(scaler, "state_dict"):
-        state["scaler"] = to_plain(scaler.state_dict(), "loss scaler state")
     for cb in learn.cbs:
         if callable(getattr(cb, "state_dict", None)) and callable(getattr(cb, "load_state_dict", None)):
             state["callbacks"][cb.name] = to_plain(cb.state_dict(), f"{type(cb).__name__}.state_dict()")
     return state
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """`torch.save(obj)` to a temporary file beside `path`, flush, fsync, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def save_checkpoint(learn: Learner, name: str | Path, with_opt: bool = True) -> Path:
+def save_checkpoint(learn: LearnerLike, name: str | Path, with_opt: bool = True) -> Path:
     """Write a checkpoint of `learn` atomically; returns its path (`models/<name>.pt` for a bare name).
 
     In a distributed run only rank 0 writes (the state is the same on every rank).
@@ -321,36 +212,9 @@ def save_checkpoint(learn: Learner, name: str | Path, with_opt: bool = True) -> 
 
 
 # ---------------------------------------------------------------------------------------------- load
-def safe_torch_load(path: str | Path, allow_pickle: bool = False) -> Any:
-    """`torch.load` that refuses files needing pickle unless `allow_pickle=True`.
-
-    With the default, only tensors and plain containers load (`weights_only=True`), so nothing in the
-    file can run code. `allow_pickle=True` unpickles arbitrary objects and CAN RUN ANY CODE the file
-    contains: use it only for files you trust.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    if allow_pickle:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()
-        detail = next((ln for ln in first if "GLOBAL" in ln or "Unsupported" in ln), first[0] if first else "")
-        raise PickleRefusedError(
-            f"refusing to load {path}: it contains pickled Python objects, and unpickling can run arbitrary "
-            f"code ({detail.strip()}). deepfit checkpoints hold only tensors and plain containers. If you trust "
-            "this file, pass allow_pickle=True.") from None
-    except (RuntimeError, OSError, EOFError, ValueError) as e:
-        raise CheckpointError(f"cannot read {path}: {type(e).__name__}: {e} (a truncated or corrupt file?)") from None
-
-
-def load_checkpoint(learn: Learner, name: str | Path, with_opt: bool = True, strict: bool = True,
+def load_checkpoint(learn: LearnerLike, name: str | Path, with_opt: bool = True, strict: bool = True,
                     allow_pickle: bool = False) -> dict[str, Any]:
-    """Load the model (and optimizer, recorder, callback, scaler states) saved by `save_checkpoint`.
+    """Load the model (and optimizer and callback states) saved by `save_checkpoint`.
 
     A plain `state_dict` saved with `torch.save(model.state_dict())` also loads (model only).
     RNG states, loader positions and the training position are applied only when resuming
@@ -372,11 +236,6 @@ def load_checkpoint(learn: Learner, name: str | Path, with_opt: bool = True, str
         except (ValueError, KeyError) as e:
             raise CheckpointError(f"{path}: optimizer state does not fit this learner's optimizer ({e}); "
                                   "load with with_opt=False to restore the weights only") from None
-    _load_recorder_state(learn, state.get("recorder"))
-    mp = getattr(learn, "mixed_precision", None)
-    scaler = getattr(mp, "scaler", None)
-    if state.get("scaler") and scaler is not None and scaler.is_enabled():
-        scaler.load_state_dict(state["scaler"])
     by_name = {cb.name: cb for cb in learn.cbs}
     for cb_name, cb_state in (state.get("callbacks") or {}).items():
         cb = by_name.get(cb_name)
@@ -387,7 +246,7 @@ def load_checkpoint(learn: Learner, name: str | Path, with_opt: bool = True, str
     return state
 
 
-def _load_model(learn: Learner, sd: dict[str, Tensor], strict: bool, path: Path) -> None:
+def _load_model(learn: LearnerLike, sd: dict[str, Tensor], strict: bool, path: Path) -> None:
     try:
         unwrap_model(learn.model).load_state_dict(sd, strict=strict)
     except RuntimeError as e:
@@ -408,7 +267,7 @@ class ResumePoint:
     path: Path
     pending: bool = True
 
-    def start(self, learn: Learner) -> int:
+    def start(self, learn: LearnerLike) -> int:
         """Called at the start of the epoch loop (after `before_fit`): returns the first epoch to run."""
         learn.train_iter = self.train_iter
         if self.epoch >= learn.n_epoch and self.epoch > 0:
@@ -419,7 +278,7 @@ class ResumePoint:
             self.pending = False
         return self.epoch
 
-    def take_batches(self, learn: Learner, dl: Any) -> tuple[int, Any]:
+    def take_batches(self, learn: LearnerLike, dl: Any) -> tuple[int, Any]:
         """Called by the training phase: the first batch index and the batches still to run."""
         if not self.pending:
             return 0, dl
@@ -427,11 +286,11 @@ class ResumePoint:
         it = iter_from(dl, self.batches_done)
         rec = getattr(learn, "recorder", None)
         if rec is not None and self.recorder_epoch_sums is not None:
-            rec._train_total, rec._train_count = self.recorder_epoch_sums
+            rec.train_loss_sums = self.recorder_epoch_sums
         self._restore_rng(learn)
         return self.batches_done, it
 
-    def _restore_rng(self, learn: Learner) -> None:
+    def _restore_rng(self, learn: LearnerLike) -> None:
         set_rng_state(self.rng)
         _set_generator_states(learn.dls, self.generators)
 
@@ -452,7 +311,7 @@ def find_last_checkpoint(folder: str | Path, prefix: str | None = None) -> Path:
     return max(files, key=key)
 
 
-def prepare_resume(learn: Learner, resume: str | Path, allow_pickle: bool = False) -> ResumePoint:
+def prepare_resume(learn: LearnerLike, resume: str | Path, allow_pickle: bool = False) -> ResumePoint:
     """Load the checkpoint named by `resume` (a path, a name, or `'last'`) into `learn` for `fit`."""
     path = find_last_checkpoint(checkpoint_dir(learn)) if str(resume) == "last" else checkpoint_path(learn, resume)
     state = load_checkpoint(learn, path, allow_pickle=allow_pickle)
@@ -462,7 +321,7 @@ def prepare_resume(learn: Learner, resume: str | Path, allow_pickle: bool = Fals
     _load_loader_state(getattr(learn.dls, "train", None), loaders.get("train"))
     _load_loader_state(getattr(learn.dls, "valid", None), loaders.get("valid"))
     pos = state["position"]
-    rec = state.get("recorder")
+    rec = (state.get("callbacks") or {}).get("recorder")
     sums = rec.get("epoch_sums") if rec and pos["batches_done"] > 0 else None
     return ResumePoint(pos["epoch"], pos["batches_done"], pos["train_iter"], state["rng"],
                        state.get("tfm_generators"), sums, path)

@@ -22,11 +22,12 @@ import torch
 from torch import Tensor, nn
 
 from ..data.files import EmptyDataError
-from .checkpoint import _generator_states, _set_generator_states, get_rng_state, set_rng_state
+from ..rng import get_rng_state, set_rng_state
+from .checkpoint import _generator_states, _set_generator_states
 from .events import Callback
 
 if TYPE_CHECKING:
-    from .learner import Learner
+    from .events import LearnerLike
 
 
 class ModelDataMismatchError(ValueError):
@@ -80,7 +81,7 @@ def _layer_problem(name: str, m: nn.Module, x: Any) -> str | None:
     return None
 
 
-def _first_batch(learn: Learner) -> tuple[Any, Any]:
+def _first_batch(learn: LearnerLike) -> tuple[Any, Any]:
     """The first training batch, leaving generators and the loader's epoch as they were."""
     dl = getattr(learn.dls, "train", None)
     if dl is None:
@@ -114,7 +115,7 @@ def _output_layer(model: nn.Module) -> tuple[str, nn.Module] | None:
     return last
 
 
-def _n_targets(learn: Learner, yb: Tensor) -> int:
+def _n_targets(learn: LearnerLike, yb: Tensor) -> int:
     """The largest class index among the targets (the whole training set for a `TensorLoader`)."""
     y = getattr(learn.dls.train, "y", None)
     y = y if isinstance(y, Tensor) and not y.is_floating_point() else yb
@@ -125,7 +126,7 @@ def _is_class_loss(loss_func: Any) -> bool:
     return isinstance(loss_func, (nn.CrossEntropyLoss, nn.NLLLoss)) or getattr(loss_func, "is_cross_entropy", False)
 
 
-def check_model_data(learn: Learner) -> None:
+def check_model_data(learn: LearnerLike) -> None:
     """Run the model on the first training batch and raise a clear error on any mismatch (see module doc)."""
     xb, yb = _first_batch(learn)
     model = learn.model
@@ -172,7 +173,7 @@ def _class_dim(pred: Tensor, yb: Tensor) -> int | None:
     return None
 
 
-def _check_targets(learn: Learner, pred: Tensor, xb: Any, yb: Any) -> None:
+def _check_targets(learn: LearnerLike, pred: Tensor, xb: Any, yb: Any) -> None:
     loss_func = learn.loss_func
     if isinstance(yb, Tensor) and isinstance(pred, Tensor) and _is_class_loss(loss_func) and pred.ndim >= 2:
         dim = _class_dim(pred, yb)

@@ -19,10 +19,45 @@ Event order during `Learner.fit` (each `after_cancel_*` runs only when that stag
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .learner import Learner
+
+class LearnerLike(Protocol):
+    """What callbacks and helper modules use of a `Learner`, for type hints without importing the loop.
+
+    `deepfit.learner.Learner` satisfies it; this module stays a leaf that anything may import.
+    """
+
+    model: Any
+    dls: Any
+    loss_func: Callable
+    opt: Any
+    metrics: list
+    cbs: list
+    path: Path
+    training: bool
+    resuming: bool
+    epoch: int
+    n_epoch: int
+    iter: int
+    n_iter: int
+    train_iter: int
+    xb: Any
+    yb: Any
+    pred: Any
+    loss: Any
+
+    def add_cb(self, cb: Any) -> Any: ...
+
+    def remove_cb(self, cb: Any) -> None: ...
+
+    def create_opt(self, lr: Any = None) -> Any: ...
+
+    def fit(self, n_epoch: int, lr: Any = None, cbs: Any = None, reset_opt: bool = False,
+            resume: Any = None) -> None: ...
+
 
 EVENTS: tuple[str, ...] = (
     "before_fit", "before_epoch", "before_train", "before_batch", "after_pred", "after_loss",
@@ -81,7 +116,7 @@ class Callback:
     order: int = 0
     run_train: bool = True
     run_valid: bool = True
-    learn: Learner
+    learn: LearnerLike
 
     @property
     def name(self) -> str:

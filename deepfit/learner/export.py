@@ -1,4 +1,4 @@
-"""Export for inference without pickle, and ONNX / TorchScript.
+"""Export for inference without pickle, and ONNX / TorchScript (the reading side is `deepfit.inference`).
 
 `learn.export(folder)` writes:
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import warnings
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,24 +24,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from ..data.core import TensorLoader, to_model_input
+from ..data.core import TensorLoader
 from ..distributed import is_main_process, unwrap_model
-from .checkpoint import PickleRefusedError, safe_torch_load
-from .learner import resolve_activation
+from ..inference import EXPORT_FORMAT, EXPORT_VERSION, SPEC_FILE, WEIGHTS_FILE, ExportError
+from ..inference import InferenceLearner as InferenceLearner  # old import path
+from ..inference import load_learner as load_learner  # old import path
+from .losses import resolve_activation
 
 if TYPE_CHECKING:
-    from .learner import Learner
-
-EXPORT_FORMAT = "deepfit-export"
-EXPORT_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-SPEC_FILE = "learner.json"
-ACTIVATIONS = {"softmax": lambda x: torch.softmax(x.float(), dim=-1), "sigmoid": torch.sigmoid, None: None}
-
-
-class ExportError(ValueError):
-    """A learner cannot be exported, or an export folder cannot be loaded; the message says why."""
-
+    from .events import LearnerLike
 
 # ---------------------------------------------------------------------------------------------- helpers
 def arch_name(model: nn.Module) -> str:
@@ -74,6 +64,8 @@ def _json_ready(obj: Any, where: str) -> Any:
 def _activation_name(loss_func: Any) -> str | None:
     if isinstance(loss_func, nn.BCEWithLogitsLoss):
         return "sigmoid"
+    if isinstance(loss_func, nn.NLLLoss):
+        return "exp"
     if resolve_activation(loss_func) is None:
         return None
     if isinstance(loss_func, nn.CrossEntropyLoss) or getattr(loss_func, "is_cross_entropy", False):
@@ -103,7 +95,7 @@ def _item_tfm_spec(tfm: Any) -> dict:
     return {"name": kind, **args}
 
 
-def _input_spec(learn: Learner, item_tfms: Sequence | None) -> dict:
+def _input_spec(learn: LearnerLike, item_tfms: Sequence | None) -> dict:
     dl = learn.dls.valid if getattr(learn.dls, "valid", None) is not None else learn.dls.train
     mean, std = _stats(dl)
     item_tfms = item_tfms if item_tfms is not None else getattr(learn.dls, "item_tfms", None) or []
@@ -126,7 +118,7 @@ def _input_spec(learn: Learner, item_tfms: Sequence | None) -> dict:
     return spec
 
 
-def _text_spec(learn: Learner, text_vocab: Any, tokenizer: Any) -> dict | None:
+def _text_spec(learn: LearnerLike, text_vocab: Any, tokenizer: Any) -> dict | None:
     text_vocab = text_vocab if text_vocab is not None else getattr(learn.dls, "text_vocab", None)
     if text_vocab is None:
         return None
@@ -155,7 +147,7 @@ def _text_spec(learn: Learner, text_vocab: Any, tokenizer: Any) -> dict | None:
 
 
 # ---------------------------------------------------------------------------------------------- export
-def export_learner(learn: Learner, path: str | Path, arch: str | None = None, text_vocab: Any = None,
+def export_learner(learn: LearnerLike, path: str | Path, arch: str | None = None, text_vocab: Any = None,
                    tokenizer: Any = None, item_tfms: Sequence | None = None) -> Path:
     """Write the inference folder `path` (relative paths are under `learn.path`); returns it.
 
@@ -207,220 +199,8 @@ def export_learner(learn: Learner, path: str | Path, arch: str | None = None, te
     return folder
 
 
-# ---------------------------------------------------------------------------------------------- pickle detection
-def _is_safetensors_header(head: bytes, size: int) -> bool:
-    """A safetensors file starts with an 8-byte little-endian header length, then the JSON header `{...`."""
-    if len(head) < 9:
-        return False
-    header_len = int.from_bytes(head[:8], "little")
-    return head[8:9] == b"{" and 0 < header_len <= size - 8
-
-
-def needs_pickle(path: str | Path) -> str | None:
-    """Why the file `path` would need pickle to load (`None` when it looks pickle-free)."""
-    path = Path(path)
-    with open(path, "rb") as f:
-        head = f.read(9)
-    if _is_safetensors_header(head, path.stat().st_size):
-        return None
-    if head[:1] == b"\x80":
-        return "it is a raw Python pickle"
-    if head[:4] == b"PK\x03\x04":
-        try:
-            with zipfile.ZipFile(path) as z:
-                if any(n.endswith(".pkl") or n.endswith("/data.pkl") for n in z.namelist()):
-                    return "it is a torch.save archive whose data.pkl is a Python pickle"
-        except zipfile.BadZipFile:
-            return None
-    return None
-
-
-# ---------------------------------------------------------------------------------------------- inference
-class InferenceLearner:
-    """A model rebuilt from an export folder, with the preprocessing needed to predict raw items.
-
-    Attributes: `model` (in eval mode), `vocab` (class names or `None`), `spec` (the JSON), `device`.
-    """
-
-    def __init__(self, model: nn.Module, spec: dict, device: torch.device | str = "cpu"):
-        self.model, self.spec, self.device = model.to(device).eval(), spec, torch.device(device)
-        self.vocab: list | None = spec.get("vocab")
-        self.activation = ACTIVATIONS.get(spec.get("activation"))
-        inp = spec.get("input") or {}
-        self._mean = None if inp.get("mean") is None else torch.tensor(inp["mean"], dtype=torch.float32)
-        self._std = None if inp.get("std") is None else torch.tensor(inp["std"], dtype=torch.float32)
-        self._item_tfms = self._build_item_tfms(inp.get("item_tfms") or [])
-        self._tokenizer = None
-        text = spec.get("text")
-        self._stoi = {t: i for i, t in enumerate(text["itos"])} if text else None
-
-    @staticmethod
-    def _build_item_tfms(specs: list[dict]) -> list:
-        if not specs:
-            return []
-        from ..data import transforms as T
-
-        known = {"Resize": T.Resize, "CenterCrop": T.CenterCrop, "RandomResizedCrop": T.RandomResizedCrop}
-        out = []
-        for s in specs:
-            s = dict(s)
-            cls = known.get(s.pop("name", None))
-            if cls is None:
-                raise ExportError(f"unknown item transform in export: {s}")
-            out.append(cls(**s))
-        return out
-
-    # ------------------------------------------------------------------ preprocessing
-    def _image(self, path: str | Path) -> Tensor:
-        from PIL import Image
-
-        from ..data.files import read_image_file
-
-        inp = self.spec["input"]
-        img = read_image_file(path, mode=inp.get("mode"))
-        for tfm in self._item_tfms:
-            img = tfm(img, train=False)
-        size = inp.get("size")
-        if size is not None and img.size != (size[1], size[0]):
-            if self._item_tfms:
-                raise ExportError(f"{path}: image is {img.size[0]}×{img.size[1]} after the item transforms, the model "
-                                  f"was trained on {size[1]}×{size[0]}")
-            img = img.resize((size[1], size[0]), Image.BILINEAR)
-        import numpy as np
-
-        t = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True))
-        t = t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1).contiguous()
-        shape = inp.get("item_shape")
-        if shape is not None and len(shape) == 2:
-            t = t[0]
-        return t
-
-    def _text(self, text: str) -> Tensor:
-        spec = self.spec["text"]
-        if self._tokenizer is None:
-            tok_spec = spec.get("tokenizer")
-            if tok_spec is None:
-                raise ExportError("this export has a text vocabulary but no tokenizer settings: pass token ids")
-            from ..text import rules
-            from ..text.tokenize import CharTokenizer, SpacyTokenizer, Tokenizer
-
-            base = tok_spec["base"]
-            tok = CharTokenizer() if base.get("type") == "char" else SpacyTokenizer(
-                lang=base.get("lang", "en"), special_tokens=base.get("special_tokens", rules.SPECIAL_TOKENS))
-            self._tokenizer = Tokenizer(tok, [getattr(rules, n) for n in tok_spec["pre_rules"]],
-                                        [getattr(rules, n) for n in tok_spec["post_rules"]], progress=False)
-        from ..text.rules import UNK
-
-        tokens = self._tokenizer.tokenize1(text)
-        unk = self._stoi.get(UNK)
-        ids = [self._stoi.get(t, unk) for t in tokens]
-        if any(i is None for i in ids):
-            raise ExportError(f"text has tokens outside the vocabulary, which has no unknown token: {tokens[:10]}")
-        return torch.tensor(ids, dtype=torch.long)
-
-    def encode(self, item: Any) -> Tensor:
-        """One raw item as a model input of batch size one: the item's values, converted like validation batches."""
-        if isinstance(item, str) and self.spec.get("text") is not None:
-            x = self._text(item)
-        elif isinstance(item, (str, Path)):
-            x = self._image(item)
-        elif isinstance(item, Tensor):
-            x = item
-            shape = (self.spec.get("input") or {}).get("item_shape")
-            if shape and x.ndim == len(shape) - 1 and shape[0] == 1:  # H×W for a one-channel model
-                x = x.unsqueeze(0)
-        else:
-            raise TypeError(f"predict: expected an image path, a text or a tensor, got {type(item).__name__}")
-        return self._convert(x.unsqueeze(0))
-
-    def _convert(self, xb: Tensor) -> Tensor:
-        shape = (self.spec.get("input") or {}).get("item_shape")
-        if shape is not None and list(xb.shape[1:]) != list(shape) and self.spec.get("text") is None:
-            raise ValueError(f"predict: expected items of shape {list(shape)}, got {list(xb.shape[1:])}")
-        return to_model_input(xb, self._mean, self._std, self.device)
-
-    # ------------------------------------------------------------------ prediction
-    @torch.no_grad()
-    def _forward(self, xb: Tensor) -> Tensor:
-        out = self.model(xb)
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        return self.activation(out) if self.activation is not None else out
-
-    def predict(self, item: Any) -> tuple[Any, int | Tensor, Tensor]:
-        """`(decoded, index, probabilities)` for one image path, text or raw tensor item."""
-        probs = self._forward(self.encode(item))[0].cpu()
-        if probs.ndim == 1:
-            idx = int(probs.argmax())
-            return (self.vocab[idx] if self.vocab is not None else idx), idx, probs
-        idx = probs.argmax(-1)
-        return idx, idx, probs
-
-    def predict_batch(self, items: Sequence[Any] | Tensor, bs: int = 64) -> tuple[list, Tensor]:
-        """Decoded predictions and probabilities for many items (paths, texts of equal token length, or a tensor)."""
-        outs = []
-        for i in range(0, len(items), bs):
-            chunk = items[i:i + bs]
-            if isinstance(chunk, Tensor):
-                xb = self._convert(chunk)
-            else:
-                xb = torch.cat([self.encode(it) for it in chunk])
-            outs.append(self._forward(xb).cpu())
-        probs = torch.cat(outs) if outs else torch.empty(0)
-        idx = probs.argmax(-1).tolist() if probs.ndim == 2 else []
-        decoded = [self.vocab[i] for i in idx] if self.vocab is not None else idx
-        return decoded, probs
-
-
-def load_learner(path: str | Path, device: torch.device | str = "cpu", allow_pickle: bool = False) -> Any:
-    """Rebuild an exported learner for inference, without unpickling anything.
-
-    `path` is a folder written by `learn.export`. A single file that needs pickle to load (a whole object
-    saved with `torch.save`, a fastai `export.pkl`) raises `PickleRefusedError`: unpickling runs whatever
-    code the file names. `allow_pickle=True` loads such a file with `torch.load(weights_only=False)` and
-    returns the unpickled object; it CAN RUN ARBITRARY CODE, so use it only for files you trust.
-    """
-    from safetensors.torch import load_model
-
-    from ..models import get_model
-
-    path = Path(path)
-    if path.is_file():
-        reason = needs_pickle(path)
-        if reason is not None and not allow_pickle:
-            raise PickleRefusedError(
-                f"refusing to load {path}: {reason}, and unpickling can run arbitrary code. deepfit exports are "
-                f"folders holding {WEIGHTS_FILE} and {SPEC_FILE}; pass allow_pickle=True only if you trust this file")
-        return safe_torch_load(path, allow_pickle=allow_pickle)
-    spec_file, weights = path / SPEC_FILE, path / WEIGHTS_FILE
-    if not spec_file.is_file() or not weights.is_file():
-        raise FileNotFoundError(f"{path} is not a deepfit export folder: expected {SPEC_FILE} and {WEIGHTS_FILE}")
-    try:
-        spec = json.loads(spec_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ExportError(f"{spec_file}: not valid JSON ({e})") from None
-    if not isinstance(spec, dict) or spec.get("format") != EXPORT_FORMAT:
-        raise ExportError(f"{spec_file}: not a deepfit export (no 'format': {EXPORT_FORMAT!r})")
-    if spec.get("version", 0) > EXPORT_VERSION:
-        raise ExportError(f"{spec_file}: export version {spec['version']} is newer than this deepfit reads "
-                          f"({EXPORT_VERSION})")
-    model = get_model(spec["arch"], **spec.get("kwargs", {}))
-    reason = needs_pickle(weights)
-    if reason is not None:
-        raise PickleRefusedError(f"refusing to load {weights}: {reason}, not safetensors; unpickling can run "
-                                 "arbitrary code")
-    try:
-        missing, unexpected = load_model(model, str(weights), strict=False)
-    except Exception as e:  # safetensors raises its own error types for malformed files
-        raise ExportError(f"{weights}: not a valid safetensors file ({type(e).__name__}: {e})") from None
-    if missing or unexpected:
-        raise ExportError(f"{weights}: weights do not fit {spec['arch']}: missing {missing[:5]}, "
-                          f"unexpected {unexpected[:5]}")
-    return InferenceLearner(model, spec, device)
-
-
 # ---------------------------------------------------------------------------------------------- ONNX, TorchScript
-def example_input(learn: Learner, example: Tensor | None = None) -> Tensor:
+def example_input(learn: LearnerLike, example: Tensor | None = None) -> Tensor:
     """`example` on the model's device, or the first item of the first validation batch."""
     if example is None:
         dl = learn.dls.valid if getattr(learn.dls, "valid", None) is not None else learn.dls.train
@@ -432,7 +212,7 @@ def example_input(learn: Learner, example: Tensor | None = None) -> Tensor:
     return example.to(param.device if param is not None else "cpu")
 
 
-def to_onnx(learn: Learner, path: str | Path, example: Tensor | None = None, opset: int | None = None,
+def to_onnx(learn: LearnerLike, path: str | Path, example: Tensor | None = None, opset: int | None = None,
             dynamic_batch: bool = True) -> Path:
     """Export `learn.model` to an ONNX file (input `input`, output `output`, batch size dynamic)."""
     path = Path(path)
@@ -455,7 +235,7 @@ def to_onnx(learn: Learner, path: str | Path, example: Tensor | None = None, ops
     return path
 
 
-def to_torchscript(learn: Learner, path: str | Path, example: Tensor | None = None) -> Path:
+def to_torchscript(learn: LearnerLike, path: str | Path, example: Tensor | None = None) -> Path:
     """Trace `learn.model` on `example` (default: one validation batch) and save it as TorchScript."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

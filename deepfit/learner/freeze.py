@@ -16,10 +16,10 @@ from .events import Callback
 from .optim import BN_TYPES, bn_param_ids
 
 if TYPE_CHECKING:
-    from .learner import Learner
+    from .events import LearnerLike
 
 
-def freeze_to(learn: Learner, n: int, train_bn: bool | None = None) -> int:
+def freeze_to(learn: LearnerLike, n: int, train_bn: bool | None = None) -> int:
     """Freeze the layer groups before index `n` (negative counts from the end) and unfreeze the rest.
 
     Returns the index of the first trainable group, also kept as `learn.frozen_idx`.
@@ -42,17 +42,17 @@ def freeze_to(learn: Learner, n: int, train_bn: bool | None = None) -> int:
     return idx
 
 
-def freeze(learn: Learner, train_bn: bool | None = None) -> int:
+def freeze(learn: LearnerLike, train_bn: bool | None = None) -> int:
     """Freeze every layer group but the last."""
     return freeze_to(learn, -1, train_bn=train_bn)
 
 
-def unfreeze(learn: Learner) -> int:
+def unfreeze(learn: LearnerLike) -> int:
     """Make every parameter trainable again."""
     return freeze_to(learn, 0)
 
 
-def frozen_bn_layers(learn: Learner) -> list[nn.Module]:
+def frozen_bn_layers(learn: LearnerLike) -> list[nn.Module]:
     """Batchnorm layers whose affine parameters lie in frozen layer groups (before `learn.frozen_idx`)."""
     idx = getattr(learn, "frozen_idx", 0)
     if idx <= 0:

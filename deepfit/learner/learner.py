@@ -16,6 +16,17 @@ import torch
 from torch import Tensor, nn
 
 from ..data.core import to_device
+from ..distributed import launched_by_torchrun
+from ..interpret.summary import summary as layer_summary
+from .callbacks.core import DeviceCallback, GatherPreds, TrainEvalCallback
+from .callbacks.lr_finder import lr_find
+from .callbacks.precision import set_precision
+from .callbacks.progress import ProgressCallback
+from .callbacks.recorder import Recorder
+from .callbacks.schedule import fit_flat_cos, fit_one_cycle, fit_sgdr
+from .checkpoint import load_checkpoint, prepare_resume, save_checkpoint
+from .checks import check_model_data
+from .distributed import distrib_ctx
 from .events import (
     CANCEL_EXCEPTIONS,
     EVENTS,
@@ -28,13 +39,16 @@ from .events import (
     CancelTrain,
     CancelValidate,
 )
+from .export import export_learner, to_onnx, to_torchscript
+from .freeze import freeze_to
+from .losses import resolve_activation
 from .metrics import Metric, as_metric
+from .optim import build_param_groups, default_opt, layer_groups, lr_for_groups, max_lr, n_layer_groups, set_hyper
+from .tta import tta
 
 
 def _default_opt(params, lr: float) -> torch.optim.Optimizer:
     """Adam with decoupled weight decay 0.01 (see `optim.default_opt`)."""
-    from .optim import default_opt
-
     return default_opt(params, lr=lr)
 
 
@@ -101,17 +115,13 @@ class Learner:
         self.pred: Any = None
         self.loss: Tensor | None = None
         self._resume_point = None  # set by fit(resume=...), see checkpoint.py
-        self._resuming = self._fitting = False
+        self.resuming = self._fitting = False
         self.check_inputs = True  # fit runs `check()` once per model and data (see checks.py)
         self._checked: tuple[int, int] | None = None
         self.logger: Callable[[str], None] = print
         self._table: dict[str, list[Callable[[], None]]] = {}
         self._tables: dict[str, dict[str, list[Callable[[], None]]]] = {}
         if default_cbs:
-            from .callbacks.core import DeviceCallback, TrainEvalCallback
-            from .callbacks.progress import ProgressCallback
-            from .callbacks.recorder import Recorder
-
             self.add_cbs([TrainEvalCallback(), DeviceCallback(), Recorder(), ProgressCallback()])
         self.add_cbs(cbs)
 
@@ -188,14 +198,10 @@ class Learner:
     # ------------------------------------------------------------------ optimizer
     def parameter_groups(self) -> list[list[nn.Parameter]]:
         """The model's parameters split into layer groups by `splitter` (default: `optim.default_splitter`)."""
-        from .optim import layer_groups
-
         return layer_groups(self.model, self.splitter)
 
     def create_opt(self, lr: float | slice | None = None) -> torch.optim.Optimizer:
         """Build `self.opt` over the layer groups, with per-group `lr` and weight decay (see `optim.py`)."""
-        from .optim import build_param_groups, max_lr
-
         lr = self.lr if lr is None else lr
         groups = build_param_groups(self.model, self.parameter_groups(), lr, wd=self.wd, wd_bn_bias=self.wd_bn_bias)
         self.opt = self.opt_func(groups, lr=max_lr(lr))
@@ -203,8 +209,6 @@ class Learner:
 
     def set_lr(self, lr: float | slice) -> None:
         """Set the learning rate of every layer group (a float, or a `slice` spread across groups)."""
-        from .optim import set_hyper
-
         set_hyper(self.opt, "lr", lr if isinstance(lr, (int, float)) else _group_lrs(self.opt, lr))
 
     # ------------------------------------------------------------------ schedules, lr_find, freezing
@@ -213,8 +217,6 @@ class Learner:
                       moms: tuple[float, float, float] | None = (0.95, 0.85, 0.95),
                       cbs: Iterable[Callback] | None = None, reset_opt: bool = False, **fit_kwargs) -> None:
         """1cycle training (see `callbacks.schedule.fit_one_cycle`)."""
-        from .callbacks.schedule import fit_one_cycle
-
         fit_one_cycle(self, n_epoch, lr_max, div=div, div_final=div_final, pct_start=pct_start, wd=wd, moms=moms,
                       cbs=cbs, reset_opt=reset_opt, **fit_kwargs)
 
@@ -222,8 +224,6 @@ class Learner:
                      pct_start: float = 0.75, wd: float | None = None, cbs: Iterable[Callback] | None = None,
                      reset_opt: bool = False, **fit_kwargs) -> None:
         """Flat then cosine-annealed learning rate (see `callbacks.schedule.fit_flat_cos`)."""
-        from .callbacks.schedule import fit_flat_cos
-
         fit_flat_cos(self, n_epoch, lr, div_final=div_final, pct_start=pct_start, wd=wd, cbs=cbs,
                      reset_opt=reset_opt, **fit_kwargs)
 
@@ -231,22 +231,16 @@ class Learner:
                  lr_min: float = 0.0, wd: float | None = None, save_name: str | None = None,
                  cbs: Iterable[Callback] | None = None, reset_opt: bool = False, **fit_kwargs) -> None:
         """Cosine annealing with warm restarts (see `callbacks.schedule.fit_sgdr`)."""
-        from .callbacks.schedule import fit_sgdr
-
         fit_sgdr(self, n_cycles, cycle_len, lr_max, cycle_mult=cycle_mult, lr_min=lr_min, wd=wd,
                  save_name=save_name, cbs=cbs, reset_opt=reset_opt, **fit_kwargs)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True,
                 plot: str | Path | None = None):
         """Learning-rate range test; leaves the model and optimizer as they were (see `callbacks.lr_finder`)."""
-        from .callbacks.lr_finder import lr_find
-
         return lr_find(self, start_lr=start_lr, end_lr=end_lr, num_it=num_it, stop_div=stop_div, plot=plot)
 
     def freeze_to(self, n: int, train_bn: bool | None = None) -> int:
         """Freeze the layer groups before `n` (negative counts from the end); see `freeze.py`."""
-        from .freeze import freeze_to
-
         return freeze_to(self, n, train_bn=train_bn)
 
     def freeze(self, train_bn: bool | None = None) -> int:
@@ -260,20 +254,14 @@ class Learner:
     # ------------------------------------------------------------------ precision
     def to_fp16(self, **kwargs) -> Learner:
         """Train in float16 mixed precision with dynamic loss scaling (`MixedPrecision(torch.float16, **kwargs)`)."""
-        from .callbacks.precision import set_precision
-
         return set_precision(self, torch.float16, **kwargs)
 
     def to_bf16(self, **kwargs) -> Learner:
         """Train in bfloat16 mixed precision (`MixedPrecision(torch.bfloat16, **kwargs)`), even on a slow-bf16 CPU."""
-        from .callbacks.precision import set_precision
-
         return set_precision(self, torch.bfloat16, **kwargs)
 
     def to_fp32(self) -> Learner:
         """Back to plain float32 training (removes any `MixedPrecision` callback)."""
-        from .callbacks.precision import set_precision
-
         return set_precision(self, torch.float32)
 
     # ------------------------------------------------------------------ the loop
@@ -286,7 +274,6 @@ class Learner:
         """
         if n_epoch < 0:
             raise ValueError(f"n_epoch must be >= 0, got {n_epoch}")
-        from ..distributed import launched_by_torchrun
 
         if launched_by_torchrun() and not getattr(self, "_in_distrib", False):
             with self.distrib_ctx():
@@ -298,15 +285,13 @@ class Learner:
                 self.set_lr(lr)
             self.n_epoch = n_epoch
             if resume is not None:
-                from .checkpoint import prepare_resume
-
                 self._resume_point = prepare_resume(self, resume)
-            self._resuming, self._fitting = resume is not None, True
+            self.resuming, self._fitting = resume is not None, True
             self._resolve_handlers()
             try:
                 self._with_events(self._do_fit, "fit", CancelFit)
             finally:
-                self._resuming, self._fitting, self._resume_point = False, False, None
+                self.resuming, self._fitting, self._resume_point = False, False, None
 
     def _do_fit(self) -> None:
         if self.check_inputs and self._checked != (id(self.model), id(self.dls)):
@@ -370,8 +355,6 @@ class Learner:
     def distrib_ctx(self, sync_bn: bool = False, find_unused_parameters: bool = False):
         """Context in which `fit` runs under DistributedDataParallel when launched by torchrun (see
         `deepfit.distributed`); a no-op in a single process. `fit` enters it by itself when needed."""
-        from ..distributed import distrib_ctx
-
         return distrib_ctx(self, sync_bn=sync_bn, find_unused_parameters=find_unused_parameters)
 
     # ------------------------------------------------------------------ evaluation
@@ -382,8 +365,6 @@ class Learner:
 
     def validate(self, dl=None, cbs: Iterable[Callback] | None = None) -> list[float]:
         """Loss and metrics on `dl` (default: the validation loader), as `[loss, *metrics]`."""
-        from .callbacks.recorder import Recorder
-
         extra = list(cbs or ())
         recorder = getattr(self, "recorder", None)
         if not isinstance(recorder, Recorder) or recorder not in self.cbs:
@@ -402,8 +383,6 @@ class Learner:
         Returns `(preds, targets)`, plus inputs and per-item losses when asked.
         `with_tta=True` returns `self.tta(dl=dl)` instead (test-time augmentation, see `tta.py`).
         """
-        from .callbacks.core import GatherPreds
-
         if with_tta:
             if with_input or with_loss or cbs:
                 raise ValueError("get_preds: with_tta cannot be combined with with_input, with_loss or cbs")
@@ -425,8 +404,6 @@ class Learner:
     def tta(self, n: int = 4, dl=None, tfms=None, beta: float | None = None, seed: int = 0, act="auto"):
         """Test-time augmentation: `(probabilities, targets)` averaged over the plain pass over `dl`
         (default: validation) and `n` passes with random flips/crops (see `deepfit.learner.tta`)."""
-        from .tta import tta
-
         return tta(self, dl=dl, n=n, tfms=tfms, beta=beta, seed=seed, act=act)
 
     def predict(self, item: Any) -> tuple[Any, Tensor | int, Tensor]:
@@ -457,28 +434,20 @@ class Learner:
     def summary(self, xb: Any = None, print_it: bool = True) -> str:
         """Table of layers (name, type, output shape, params, trainable) for one real batch; see
         `deepfit.interpret.summary`."""
-        from ..interpret.summary import summary
-
-        return summary(self, xb=xb, print_it=print_it)
+        return layer_summary(self, xb=xb, print_it=print_it)
 
     def check(self) -> None:
         """Run the model on one training batch and raise a clear error on a model/data mismatch (checks.py)."""
-        from .checks import check_model_data
-
         check_model_data(self)
         self._checked = (id(self.model), id(self.dls))
 
     # ------------------------------------------------------------------ saving (checkpoint.py, export.py)
     def save(self, name: str | Path, with_opt: bool = True) -> Path:
         """Checkpoint model, optimizer, position, RNGs and history atomically to `path/models/<name>.pt`."""
-        from .checkpoint import save_checkpoint
-
         return save_checkpoint(self, name, with_opt=with_opt)
 
     def load(self, name: str | Path, with_opt: bool = True, strict: bool = True, allow_pickle: bool = False):
         """Load a checkpoint written by `save` (tensors only; pickle refused unless `allow_pickle=True`)."""
-        from .checkpoint import load_checkpoint
-
         load_checkpoint(self, name, with_opt=with_opt, strict=strict, allow_pickle=allow_pickle)
         return self
 
@@ -487,26 +456,18 @@ class Learner:
 
         `kwargs`: `text_vocab` and `tokenizer` for text models (default `dls.text_vocab`/`dls.tokenizer`).
         """
-        from .export import export_learner
-
         return export_learner(self, path, arch=arch, **kwargs)
 
     def to_onnx(self, path: str | Path, example: Tensor | None = None, **kwargs) -> Path:
         """Export the model to ONNX (dynamic batch size), traced on `example` or one validation item."""
-        from .export import to_onnx
-
         return to_onnx(self, path, example=example, **kwargs)
 
     def to_torchscript(self, path: str | Path, example: Tensor | None = None) -> Path:
         """Export the model as a traced TorchScript file."""
-        from .export import to_torchscript
-
         return to_torchscript(self, path, example=example)
 
 
 def _group_lrs(opt: torch.optim.Optimizer, lr) -> list[float]:
-    from .optim import lr_for_groups, n_layer_groups
-
     return lr_for_groups(lr, n_layer_groups(opt))
 
 
@@ -527,15 +488,3 @@ class _Handler:
             e.add_note(f"deepfit: raised in callback {type(self.cb).__name__} during event '{self.event}'")
             e._deepfit_noted = True
             raise
-
-
-def resolve_activation(loss_func: Any) -> Callable[[Tensor], Tensor] | None:
-    """The function that turns model outputs into probabilities for this loss, if known."""
-    act = getattr(loss_func, "activation", None)
-    if callable(act):
-        return act
-    if isinstance(loss_func, nn.CrossEntropyLoss) or getattr(loss_func, "is_cross_entropy", False):
-        return lambda x: torch.softmax(x.float(), dim=-1)
-    if isinstance(loss_func, nn.BCEWithLogitsLoss):
-        return torch.sigmoid
-    return None

@@ -109,3 +109,73 @@ class LabelSmoothingCrossEntropy(nn.Module):
 
     def extra_repr(self) -> str:
         return f"eps={self.eps}, reduction={self.reduction!r}"
+
+
+class BCEWithLogitsFlat(nn.Module):
+    """Binary cross-entropy on logits for multi-label and single-output binary classifiers.
+
+    `target` is multi-hot `(N, C)` (several labels per item; same shape as `output`), or, for a
+    single-output binary classifier (`output` `(N,)` or `(N, 1)`), the usual integer labels 0/1 `(N,)`.
+    `activation` (a sigmoid) turns outputs into per-label probabilities; `decodes` keeps every label whose
+    probability is above `thresh`. Computed in float32 whatever the logits' dtype.
+    """
+
+    def __init__(self, thresh: float = 0.5, pos_weight: Tensor | None = None, reduction: str = "mean"):
+        super().__init__()
+        if not 0.0 < thresh < 1.0:
+            raise ValueError(f"thresh must be in (0, 1), got {thresh}")
+        self.thresh = float(thresh)
+        self.reduction = _check_reduction(reduction)
+        self.register_buffer("pos_weight", None if pos_weight is None else torch.as_tensor(pos_weight).float())
+
+    def forward(self, output: Tensor, target: Tensor) -> Tensor:
+        if target.shape != output.shape:
+            single = output.ndim == 2 and output.shape[1] == 1
+            if single and target.shape == output.shape[:1]:
+                target = target.unsqueeze(1)
+            else:
+                raise ValueError(f"target shape {tuple(target.shape)} does not match output shape "
+                                 f"{tuple(output.shape)}: give multi-hot targets of the output's shape, or 0/1 "
+                                 f"labels (N,) for a single-output (N, 1) model")
+        if not target.is_floating_point() and not bool(((target == 0) | (target == 1)).all()):
+            raise ValueError("BCEWithLogitsFlat: integer targets must be 0 or 1 (for more classes use "
+                             "cross-entropy, or multi-hot targets)")
+        return F.binary_cross_entropy_with_logits(output.float(), target.float(), pos_weight=self.pos_weight,
+                                                  reduction=_check_reduction(self.reduction))
+
+    def activation(self, x: Tensor) -> Tensor:
+        """Per-label probabilities (sigmoid)."""
+        return torch.sigmoid(x.float())
+
+    def decodes(self, probs: Tensor) -> Tensor:
+        """Boolean decisions: each label whose probability is above `thresh`."""
+        return probs > self.thresh
+
+    def extra_repr(self) -> str:
+        return f"thresh={self.thresh}, reduction={self.reduction!r}"
+
+
+def _softmax(x: Tensor) -> Tensor:
+    return torch.softmax(x.float(), dim=-1)
+
+
+def _exp(x: Tensor) -> Tensor:
+    return torch.exp(x.float())
+
+
+def resolve_activation(loss_func: Any) -> Callable[[Tensor], Tensor] | None:
+    """The function that turns model outputs into probabilities for this loss, if known.
+
+    A loss's own `activation` method wins; cross-entropy losses get a softmax, `BCEWithLogitsLoss` a sigmoid,
+    and `NLLLoss` (whose model already ends in `log_softmax`, as in the fast.ai lesson-7 models) an `exp`.
+    """
+    act = getattr(loss_func, "activation", None)
+    if callable(act):
+        return act
+    if isinstance(loss_func, nn.CrossEntropyLoss) or getattr(loss_func, "is_cross_entropy", False):
+        return _softmax
+    if isinstance(loss_func, nn.BCEWithLogitsLoss):
+        return torch.sigmoid
+    if isinstance(loss_func, nn.NLLLoss) or loss_func is F.nll_loss:
+        return _exp
+    return None

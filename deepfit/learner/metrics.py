@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from .learner import Learner
+    from .events import LearnerLike
 
 
 def accuracy(pred: Tensor, target: Tensor, axis: int = -1) -> Tensor:
@@ -91,7 +91,7 @@ class Metric:
     def reset(self) -> None:
         raise NotImplementedError
 
-    def accumulate(self, learn: Learner) -> None:
+    def accumulate(self, learn: LearnerLike) -> None:
         raise NotImplementedError
 
     @property
@@ -134,7 +134,7 @@ class AvgMetric(WeightedAverage):
         self.name = name or _func_name(func)
         self.reset()
 
-    def accumulate(self, learn: Learner) -> None:
+    def accumulate(self, learn: LearnerLike) -> None:
         self.add(self.func(learn.pred, learn.yb), batch_size_of(learn.yb))
 
 
@@ -146,7 +146,7 @@ class AvgLoss(WeightedAverage):
     def __init__(self) -> None:
         self.reset()
 
-    def accumulate(self, learn: Learner) -> None:
+    def accumulate(self, learn: LearnerLike) -> None:
         self.add(learn.loss, batch_size_of(learn.yb))
 
 

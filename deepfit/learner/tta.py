@@ -20,7 +20,7 @@ from ..data.transforms import BatchTransform, Flip, PadCrop, apply_batch_tfms
 from .events import Callback
 
 if TYPE_CHECKING:
-    from .learner import Learner
+    from .events import LearnerLike
 
 
 class AugmentBatch(Callback):
@@ -43,7 +43,7 @@ def _reseeded(tfm, seed: int):
     return tfm
 
 
-def default_tta_tfms(learn: Learner, size: int) -> list:
+def default_tta_tfms(learn: LearnerLike, size: int) -> list:
     """The training loader's augmentations (those marked `augment`), else a flip plus a pad-and-crop."""
     train_tfms = [t for t in getattr(learn.dls.train, "tfms", []) if getattr(t, "augment", False)]
     if train_tfms:
@@ -51,7 +51,7 @@ def default_tta_tfms(learn: Learner, size: int) -> list:
     return [Flip(p=0.5), PadCrop(padding=max(1, size // 10), mode="replicate")]
 
 
-def tta(learn: Learner, dl=None, n: int = 4, tfms: Sequence[Callable[[Tensor], Tensor]] | None = None,
+def tta(learn: LearnerLike, dl=None, n: int = 4, tfms: Sequence[Callable[[Tensor], Tensor]] | None = None,
         beta: float | None = None, seed: int = 0, act="auto") -> tuple[Tensor, Tensor]:
     """`(probabilities, targets)` averaged over the plain pass and `n` augmented passes over `dl`.
 

@@ -21,11 +21,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..learner.events import Callback
+from ..learner.learner import Learner
+from ..learner.metrics import Metric, Perplexity, accuracy
 from ..models.awd_lstm import AWD_LSTM, LinearDecoder, awd_lstm_lm_split, get_language_model
 from ..models.text_classifiers import SentenceEncoder, awd_lstm_clas_split, get_text_classifier
-from .events import Callback
-from .learner import Learner
-from .metrics import Metric, Perplexity, accuracy
+from .callbacks import RNNResetCallback, reset_model_state
+from .losses import FlatCrossEntropyLoss
 
 #: state-dict keys (suffixes) whose first dimension runs over the vocabulary
 VOCAB_KEYS: tuple[str, ...] = ("encoder_dp.emb.weight", "decoder.weight", "decoder.bias")
@@ -213,7 +215,6 @@ def _text_vocab(dls, vocab: Any) -> Any:
 
 
 def _default_cbs(extra: Sequence[Callback]) -> list[Callback]:
-    from ..text.callbacks import RNNResetCallback
 
     cbs = list(extra)
     if not any(isinstance(c, RNNResetCallback) for c in cbs):
@@ -233,7 +234,6 @@ def language_model_learner(dls, arch: str | type[nn.Module] = AWD_LSTM, config: 
     weights are loaded, the vocabulary matched to `dls`'s. `alpha`/`beta` weigh AR/TAR (0 disables).
     Metrics default to perplexity. Other `kwargs` go to `Learner` (`opt_func`, `lr`, `wd`, `path`...).
     """
-    from ..text.losses import FlatCrossEntropyLoss
 
     vocab = _text_vocab(dls, vocab)
     itos = _itos(vocab)
@@ -322,6 +322,5 @@ def fit_ulmfit(learn: Learner, lr: float = 2e-2, epochs: Sequence[int] = (1, 1, 
 
 
 def _reset(model: nn.Module) -> None:
-    from ..text.callbacks import reset_model_state
 
     reset_model_state(model)

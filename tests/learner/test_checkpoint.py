@@ -18,7 +18,7 @@ from torch import nn
 
 from deepfit.data import DataLoaders, TensorLoader
 from deepfit.learner import Callback, Learner
-from deepfit.learner.callbacks import ProgressCallback
+from deepfit.learner.callbacks import MixedPrecision, ProgressCallback
 from deepfit.learner.checkpoint import (
     CheckpointCallback,
     CheckpointError,
@@ -61,11 +61,6 @@ class Counter(Callback):
         self.arr = state["arr"]
 
 
-class FakeMixedPrecision(Callback):
-    def __init__(self, scale: float):
-        self.scaler = torch.amp.GradScaler("cpu", init_scale=scale)
-
-
 def test_save_load_roundtrip(tmp_path):
     learn = tiny_learner(tmp_path, cbs=[Counter()])
     learn.fit(2)
@@ -90,12 +85,16 @@ def test_save_load_roundtrip(tmp_path):
 
 
 def test_scaler_state_roundtrip(tmp_path):
+    """The loss scaler travels through MixedPrecision's own state_dict, once."""
     learn = tiny_learner(tmp_path)
-    learn.add_cb(FakeMixedPrecision(512.0))
-    learn.mixed_precision = learn.fake_mixed_precision
-    learn.save("amp")
+    learn.add_cb(MixedPrecision(torch.float16, init_scale=512.0))
+    learn.mixed_precision.scaler = torch.amp.GradScaler("cpu", init_scale=512.0)
+    path = learn.save("amp")
+    raw = torch.load(path, weights_only=True)
+    assert "scaler" not in raw and raw["callbacks"]["mixed_precision"]["scale"] == 512.0
     other = tiny_learner(tmp_path)
-    other.mixed_precision = FakeMixedPrecision(2.0)
+    other.add_cb(MixedPrecision(torch.float16))
+    other.mixed_precision.scaler = torch.amp.GradScaler("cpu", init_scale=2.0)
     other.load("amp")
     assert other.mixed_precision.scaler.get_scale() == 512.0
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from deepfit.learner.metrics import Perplexity
-from deepfit.learner.text import (
+from deepfit.text.learner import (
     RNNRegularizer,
     TextLearner,
     fit_ulmfit,

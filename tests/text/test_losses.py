@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from deepfit.learner.callbacks.core import loss_per_item
-from deepfit.learner.learner import resolve_activation
+from deepfit.learner.losses import resolve_activation
 from deepfit.text.losses import FlatCrossEntropyLoss
 
 

@@ -20,7 +20,7 @@ from ..events import Callback, CancelFit, CancelValidate
 from ..optim import set_hyper
 
 if TYPE_CHECKING:
-    from ..learner import Learner
+    from ..events import LearnerLike
 
 
 @dataclass
@@ -131,7 +131,7 @@ def suggest_lrs(lrs: list[float], losses: list[float]) -> tuple[float, float]:
     return steepest, minimum
 
 
-def _snapshot(learn: Learner) -> dict[str, Any]:
+def _snapshot(learn: LearnerLike) -> dict[str, Any]:
     state: dict[str, Any] = {
         "model": {k: v.detach().clone() for k, v in learn.model.state_dict().items()},
         "training_mode": learn.model.training,
@@ -149,7 +149,7 @@ def _snapshot(learn: Learner) -> dict[str, Any]:
     return state
 
 
-def _restore(learn: Learner, state: dict[str, Any]) -> None:
+def _restore(learn: LearnerLike, state: dict[str, Any]) -> None:
     learn.model.load_state_dict(state["model"])
     learn.model.train(state["training_mode"])
     learn.opt = state["opt"]
@@ -165,12 +165,12 @@ def _restore(learn: Learner, state: dict[str, Any]) -> None:
         vars(rec).update(saved)
 
 
-def _loaders(learn: Learner) -> list:
+def _loaders(learn: LearnerLike) -> list:
     dls = learn.dls
     return [dl for dl in (getattr(dls, "train", None), getattr(dls, "valid", None)) if dl is not None]
 
 
-def lr_find(learn: Learner, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True,
+def lr_find(learn: LearnerLike, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True,
             plot: str | Path | None = None) -> LRFindResult:
     """Sweep the learning rate from `start_lr` to `end_lr` over up to `num_it` batches and suggest rates.
 

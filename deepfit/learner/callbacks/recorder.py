@@ -63,9 +63,34 @@ class Recorder(Callback):
         self.flush()
         return self.smooth_losses[-1] if self.smooth_losses else math.nan
 
+    @property
+    def train_loss_sums(self) -> tuple[float, int]:
+        """`(sum of item losses, item count)` of this epoch's training phase (distributed runs all-reduce it)."""
+        return self._train_total, self._train_count
+
+    @train_loss_sums.setter
+    def train_loss_sums(self, sums: tuple[float, int]) -> None:
+        self._train_total, self._train_count = float(sums[0]), int(sums[1])
+
+    # ---------------------------------------------------------------- checkpoints
+    _HISTORY = ("losses", "smooth_losses", "lrs", "moms", "values")
+
+    def state_dict(self) -> dict:
+        """The history and the smoothing state, as plain lists and numbers (see `checkpoint.py`)."""
+        self.flush()
+        state: dict = {k: list(getattr(self, k)) for k in self._HISTORY}
+        state["avg"], state["count"] = float(self._avg), int(self._count)
+        state["epoch_sums"] = [float(self._train_total), int(self._train_count)]
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for k in self._HISTORY:
+            setattr(self, k, list(state[k]))
+        self._avg, self._count = state["avg"], state["count"]
+
     # ---------------------------------------------------------------- events
     def before_fit(self) -> None:
-        if not getattr(self.learn, "_resuming", False):
+        if not self.learn.resuming:
             self.losses, self.smooth_losses, self.lrs, self.moms, self.values = [], [], [], [], []
             self._avg, self._count = 0.0, 0
         self._pending, self._pending_bs = [], []
@@ -146,19 +171,8 @@ class Recorder(Callback):
         return [{"epoch": i, **dict(zip(names, row))} for i, row in enumerate(self.values)]
 
     def plot_loss(self, path: str | Path, skip_start: int = 0, with_valid: bool = True) -> Path:
-        """Save a PNG of the smoothed training loss per batch and the validation loss per epoch."""
-        from ...plotting import new_figure, save_figure
+        """Save a PNG of the smoothed training loss per batch and the validation loss per epoch
+        (`deepfit.interpret.plots.plot_loss`, where every plot lives)."""
+        from ...interpret.plots import plot_loss
 
-        fig, ax = new_figure()
-        ax.plot(range(skip_start, len(self.smooth_losses)), self.smooth_losses[skip_start:],
-                label="train (smoothed)")
-        if with_valid and self.values:
-            n_batches = len(self.losses)
-            per_epoch = n_batches / len(self.values)
-            xs = [per_epoch * (i + 1) for i in range(len(self.values))]
-            ax.plot(xs, [row[1] for row in self.values], marker="o", label="valid")
-        ax.set_xlabel("training batch")
-        ax.set_ylabel("loss")
-        ax.set_title("Loss")
-        ax.legend()
-        return save_figure(fig, path)
+        return plot_loss(self, path, skip_start=skip_start, with_valid=with_valid)

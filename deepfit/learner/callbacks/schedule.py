@@ -17,7 +17,7 @@ from ..optim import LR, lr_for_groups, n_layer_groups, set_hyper
 from ..schedules import Schedule, flat_cos_lr, one_cycle_lr, one_cycle_mom, sgdr_cycle_epochs, sgdr_lr
 
 if TYPE_CHECKING:
-    from ..learner import Learner
+    from ..events import LearnerLike
 
 Scheds = Schedule | Sequence[Schedule]
 
@@ -86,7 +86,7 @@ class SaveAtCycleEnd(Callback):
 
 
 # ---------------------------------------------------------------------------------------------- recipes
-def _prepare(learn: Learner, wd: float | None, reset_opt: bool) -> int:
+def _prepare(learn: LearnerLike, wd: float | None, reset_opt: bool) -> int:
     if reset_opt or learn.opt is None:
         learn.create_opt()
     if wd is not None:
@@ -98,7 +98,7 @@ def _per_group(make: Callable[[float], Schedule], lr: LR, n: int) -> list[Schedu
     return [make(v) for v in lr_for_groups(lr, n)]
 
 
-def fit_one_cycle(learn: Learner, n_epoch: int, lr_max: LR | None = None, div: float = 25.0,
+def fit_one_cycle(learn: LearnerLike, n_epoch: int, lr_max: LR | None = None, div: float = 25.0,
                   div_final: float = 1e5, pct_start: float = 0.25, wd: float | None = None,
                   moms: Sequence[float] | None = (0.95, 0.85, 0.95), cbs: Iterable[Callback] | None = None,
                   reset_opt: bool = False, **fit_kwargs) -> None:
@@ -116,7 +116,7 @@ def fit_one_cycle(learn: Learner, n_epoch: int, lr_max: LR | None = None, div: f
     learn.fit(n_epoch, cbs=[ParamScheduler(scheds), *(cbs or ())], **fit_kwargs)
 
 
-def fit_flat_cos(learn: Learner, n_epoch: int, lr: LR | None = None, div_final: float = 1e5,
+def fit_flat_cos(learn: LearnerLike, n_epoch: int, lr: LR | None = None, div_final: float = 1e5,
                  pct_start: float = 0.75, wd: float | None = None, cbs: Iterable[Callback] | None = None,
                  reset_opt: bool = False, **fit_kwargs) -> None:
     """Train at a flat `lr` for `pct_start` of the epochs, then anneal it (cosine) to `lr/div_final`."""
@@ -126,7 +126,7 @@ def fit_flat_cos(learn: Learner, n_epoch: int, lr: LR | None = None, div_final: 
     learn.fit(n_epoch, cbs=[ParamScheduler(scheds), *(cbs or ())], **fit_kwargs)
 
 
-def fit_sgdr(learn: Learner, n_cycles: int, cycle_len: int, lr_max: LR | None = None, cycle_mult: int = 1,
+def fit_sgdr(learn: LearnerLike, n_cycles: int, cycle_len: int, lr_max: LR | None = None, cycle_mult: int = 1,
              lr_min: float = 0.0, wd: float | None = None, save_name: str | None = None,
              cbs: Iterable[Callback] | None = None, reset_opt: bool = False, **fit_kwargs) -> None:
     """SGDR: `n_cycles` cosine cycles from `lr_max` to `lr_min`, cycle `i` lasting `cycle_len*cycle_mult**i` epochs.

@@ -63,7 +63,7 @@ class TensorBoardCallback(Callback):
             self.writer = SummaryWriter(log_dir=str(self.log_dir))
         self._mis = None
         self._n_written = 0
-        if getattr(self.learn, "_resuming", False):
+        if self.learn.resuming:
             self._n_written = len(recorder.losses)
         self._fit_start_epoch = self._epoch_offset
 

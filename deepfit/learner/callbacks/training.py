@@ -4,7 +4,7 @@ model, reducing the learning rate on a plateau, and stopping on a NaN loss.
 The trackers (`EarlyStopping`, `SaveBestModel`, `ReduceLROnPlateau`) read the metric they monitor
 from the `Recorder`'s row of the epoch (`train_loss`, `valid_loss`, a metric's name, or
 `train_<metric>`), so they run after it (order > 50). They keep a `state_dict()` for checkpoints and
-do not reset it when the Learner is resuming (`learn._resuming`).
+do not reset it when the Learner is resuming (`learn.resuming`).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class GradientAccumulation(Callback):
         self.n_batches = 0
 
     def before_fit(self) -> None:
-        if not getattr(self.learn, "_resuming", False):
+        if not self.learn.resuming:
             self.count, self.n_batches = 0, 0
             self.learn.opt.zero_grad(set_to_none=True)
 
@@ -129,7 +129,7 @@ class TrackerCallback(Callback):
         names = recorded_names(self.learn)
         if self.monitor not in names:
             raise ValueError(f"{type(self).__name__}: cannot monitor {self.monitor!r}; recorded values are {names}")
-        if not getattr(self.learn, "_resuming", False):
+        if not self.learn.resuming:
             self._reset()
 
     def _measure(self) -> float | None:

@@ -1,14 +1,22 @@
-"""Matplotlib helpers that never need a display: figures are built without pyplot and saved as PNG."""
+"""Matplotlib helpers that never need a display: figures are built without pyplot and saved as PNG.
+
+matplotlib is imported when the first figure is made, so importing a module that plots costs nothing.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
-def new_figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6.4, 4.0), dpi: int = 100):
+def new_figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (6.4, 4.0),
+               dpi: int = 100) -> tuple[Figure, Any]:
     """A new figure and its axes, not attached to any interactive backend."""
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=figsize, dpi=dpi)
     axes = fig.subplots(nrows, ncols)
     return fig, axes

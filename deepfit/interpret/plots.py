@@ -1,34 +1,51 @@
-"""PNG plots of a `Recorder`'s history: losses, learning-rate and momentum schedules, metrics.
+"""PNG plots of a training history: losses, learning-rate and momentum schedules, metrics.
 
-Each function takes a `Recorder` or a `Learner` (its `recorder` is used) and a path, and returns
-the path. Nothing needs a display.
+Every plot of a run lives here. Each function takes a `Recorder`, a `Learner` (its `recorder` is
+used) or any object with the recorder's plain attributes (`losses`, `smooth_losses`, `lrs`, `moms`,
+`values`, `metric_names`), and a path; it returns the path. Nothing needs a display, and nothing here
+imports the learner package: the recorder is read, not typed.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
-from ..learner.callbacks.recorder import Recorder
+from ..plotting import new_figure, save_figure
+
+_HISTORY = ("losses", "smooth_losses", "lrs", "moms", "values")
 
 
-def _recorder(obj) -> Recorder:
-    rec = obj if isinstance(obj, Recorder) else getattr(obj, "recorder", None)
-    if not isinstance(rec, Recorder):
-        raise TypeError(f"expected a Recorder or a Learner with a recorder, got {type(obj).__name__}")
-    rec.flush()
+def _recorder(obj: Any) -> Any:
+    """The history to plot: `obj` itself when it has a recorder's attributes, else `obj.recorder`."""
+    rec = obj if all(hasattr(obj, k) for k in _HISTORY) else getattr(obj, "recorder", None)
+    if rec is None or not all(hasattr(rec, k) for k in _HISTORY):
+        raise TypeError(f"expected a Recorder, a Learner with a recorder, or an object with the attributes "
+                        f"{', '.join(_HISTORY)}; got {type(obj).__name__}")
+    if callable(getattr(rec, "flush", None)):
+        rec.flush()
     return rec
 
 
-def plot_loss(obj, path: str | Path, skip_start: int = 0, with_valid: bool = True) -> Path:
-    """Smoothed training loss per batch and validation loss per epoch (`Recorder.plot_loss`)."""
-    return _recorder(obj).plot_loss(path, skip_start=skip_start, with_valid=with_valid)
+def plot_loss(obj: Any, path: str | Path, skip_start: int = 0, with_valid: bool = True) -> Path:
+    """Smoothed training loss per batch and, with `with_valid`, the validation loss at the end of each epoch."""
+    rec = _recorder(obj)
+    fig, ax = new_figure()
+    ax.plot(range(skip_start, len(rec.smooth_losses)), rec.smooth_losses[skip_start:], label="train (smoothed)")
+    if with_valid and rec.values:
+        per_epoch = len(rec.losses) / len(rec.values)
+        xs = [per_epoch * (i + 1) for i in range(len(rec.values))]
+        ax.plot(xs, [row[1] for row in rec.values], marker="o", label="valid")
+    ax.set_xlabel("training batch")
+    ax.set_ylabel("loss")
+    ax.set_title("Loss")
+    ax.legend()
+    return save_figure(fig, path)
 
 
-def plot_lr(obj, path: str | Path) -> Path:
+def plot_lr(obj: Any, path: str | Path) -> Path:
     """The learning rate of the last parameter group per training batch."""
-    from ..plotting import new_figure, save_figure
-
     rec = _recorder(obj)
     fig, ax = new_figure()
     ax.plot(range(len(rec.lrs)), rec.lrs)
@@ -38,10 +55,8 @@ def plot_lr(obj, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_sched(obj, path: str | Path) -> Path:
+def plot_sched(obj: Any, path: str | Path) -> Path:
     """Learning rate and momentum (or Adam's beta1) per training batch, side by side."""
-    from ..plotting import new_figure, save_figure
-
     rec = _recorder(obj)
     fig, (ax0, ax1) = new_figure(1, 2, figsize=(10, 4))
     ax0.plot(range(len(rec.lrs)), rec.lrs)
@@ -59,16 +74,14 @@ def plot_sched(obj, path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_metrics(obj, path: str | Path, ncols: int = 3) -> Path:
+def plot_metrics(obj: Any, path: str | Path, ncols: int = 3) -> Path:
     """One panel per column of the results table (losses and metrics) over epochs."""
-    from ..plotting import new_figure, save_figure
-
     rec = _recorder(obj)
-    names = rec.metric_names[1:]
-    if rec.add_time:
-        names = names[:-1]
     if not rec.values:
         raise ValueError("plot_metrics: the recorder has no epoch results yet (call fit first)")
+    names = list(rec.metric_names[1:])
+    if names and names[-1] == "time":
+        names = names[:-1]
     # train_loss and valid_loss share the first panel.
     panels: list[list[int]] = [[0, 1]] + [[i] for i in range(2, len(names))]
     ncols = min(ncols, len(panels))
@@ -89,7 +102,7 @@ def plot_metrics(obj, path: str | Path, ncols: int = 3) -> Path:
     return save_figure(fig, path)
 
 
-def plot_all(obj, folder: str | Path) -> dict[str, Path]:
+def plot_all(obj: Any, folder: str | Path) -> dict[str, Path]:
     """Save `loss.png`, `lr.png`, `sched.png` and `metrics.png` in `folder`."""
     folder = Path(folder)
     return {"loss": plot_loss(obj, folder / "loss.png"), "lr": plot_lr(obj, folder / "lr.png"),

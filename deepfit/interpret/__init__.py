@@ -1,13 +1,15 @@
 """Looking inside models and training: hooks, summaries, activation statistics, CAM, interpretation, plots."""
 
-from .._lazy import lazy_exports
+from .activation_stats import ActivationStats
+from .cam import cam, grad_cam, save_overlay
+from .hooks import Hook, Hooks, hook_output, hook_outputs
+from .images import denormalize, make_grid
+from .interpretation import ClassificationInterpretation, write_classifier_report
+from .plots import plot_all, plot_loss, plot_lr, plot_metrics, plot_sched
+from .summary import summary
 
-__getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    ".activation_stats": ["ActivationStats"],
-    ".cam": ["cam", "grad_cam", "save_overlay"],
-    ".hooks": ["Hook", "Hooks", "hook_output", "hook_outputs"],
-    ".images": ["denormalize", "make_grid"],
-    ".interpretation": ["ClassificationInterpretation", "write_classifier_report"],
-    ".plots": ["plot_all", "plot_loss", "plot_lr", "plot_metrics", "plot_sched"],
-    ".summary": ["summary"],
-})
+__all__ = [
+    "ActivationStats", "ClassificationInterpretation", "Hook", "Hooks", "cam", "denormalize", "grad_cam",
+    "hook_output", "hook_outputs", "make_grid", "plot_all", "plot_loss", "plot_lr", "plot_metrics", "plot_sched",
+    "save_overlay", "summary", "write_classifier_report",
+]

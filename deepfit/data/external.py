@@ -8,7 +8,7 @@ all of them:
 3. `/usr/share/datasets/fashion-mnist` (the Debian package `dataset-fashion-mnist`);
 
 and, when none has them and `download=True`, downloads the official files into (2) and verifies
-their SHA-256.
+their sizes and SHA-256.
 """
 
 from __future__ import annotations
@@ -32,6 +32,13 @@ FASHION_MNIST_FILES = {
     "train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
     "t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
     "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+}
+# Sizes in bytes of the same files (those of the Debian package dataset-fashion-mnist, whose SHA-256 match).
+FASHION_MNIST_SIZES = {
+    "train-images-idx3-ubyte.gz": 26421856,
+    "train-labels-idx1-ubyte.gz": 29491,
+    "t10k-images-idx3-ubyte.gz": 4422079,
+    "t10k-labels-idx1-ubyte.gz": 5125,
 }
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 # Per-pixel statistics of the training images (scaled to [0, 1]).
@@ -92,7 +99,8 @@ def _find_folder(names, path: str | Path | None, download: bool) -> Path:
                                 "fashion_mnist(download=True)")
     folder = cache_dir() / "fashion-mnist"
     for name in names:
-        download_file(FASHION_MNIST_URL + name, folder / name, sha256=FASHION_MNIST_FILES[name])
+        download_file(FASHION_MNIST_URL + name, folder / name, sha256=FASHION_MNIST_FILES[name],
+                      size=FASHION_MNIST_SIZES[name])
     return folder
 
 

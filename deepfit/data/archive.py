@@ -9,14 +9,16 @@ checked, before anything is written, against a model of the folder the archive w
 - symbolic links are resolved here, component by component through the archive's own links, with at most
   `MAX_LINK_DEPTH` links followed; a link whose target leaves the folder (or the archive's single
   top-level folder, which `untar_data` makes the dataset folder) is refused, as is an absolute one;
-- hard links must name an earlier regular file of the archive (they are extracted as copies);
+- hard links must name a regular file of the archive (they are extracted as copies);
 - device files and FIFOs are refused;
 - the total size of the files is limited (`max_size`, and `max_ratio` times the archive's size, never
   less than `MIN_RATIO_ALLOWANCE`); the headers are checked before the data is written and the bytes
   actually written are counted too.
 
-Files and folders are then written with `O_NOFOLLOW`, and symbolic links are created last, after every
-file, so no later write can pass through one. The destination must be a missing or empty folder.
+Folders are then opened one component at a time relative to their parent and files created in them, all
+with `O_NOFOLLOW` (so no write passes through a link even if one appeared, and paths longer than PATH_MAX
+work), and symbolic links are created last, after every file. The destination must be a missing or
+empty folder.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-DEFAULT_MAX_SIZE = 16 << 30  # bytes; the largest archives in URLS expand to about 2.3 GB
+DEFAULT_MAX_SIZE = 8 << 30  # bytes; the largest archive in URLS (GloVe 6B) expands to about 2.3 GB
 DEFAULT_MAX_RATIO = 200.0  # dataset archives expand 1-10x; a gzip bomb about 1000x
 MIN_RATIO_ALLOWANCE = 64 << 20  # the ratio limit never goes below this, so small archives are not refused
 DEFAULT_MAX_MEMBERS = 2_000_000

@@ -66,3 +66,27 @@ def test_fashion_mnist_real_files():
     assert sorted(train.labels.unique().tolist()) == list(range(10))
     assert (train.labels.bincount() == 6000).all()
     assert train.classes[9] == "Ankle boot"
+
+
+def test_fashion_mnist_download_checks_the_known_size(server, tmp_path, monkeypatch):
+    from deepfit.data import ChecksumError, external, fashion_mnist
+    from tests.data.conftest import Resource
+
+    base, files = server
+    monkeypatch.setattr(external, "FASHION_MNIST_URL", base + "/")
+    monkeypatch.setattr(external, "DEBIAN_FASHION_MNIST", tmp_path / "none")
+    for name in external.FASHION_MNIST_FILES:
+        files[f"/{name}"] = Resource(b"not the real file")
+    with pytest.raises(ChecksumError, match=r"train-images-idx3-ubyte\.gz: expected 26421856 bytes, the server "
+                                            r"announces 17"):
+        fashion_mnist(download=True)
+    assert list((tmp_path / "cache" / "fashion-mnist").iterdir()) == []
+
+
+@requires_fmnist
+def test_fashion_mnist_known_sizes_match_the_installed_files():
+    from deepfit.data.external import DEBIAN_FASHION_MNIST, FASHION_MNIST_FILES, FASHION_MNIST_SIZES
+
+    assert set(FASHION_MNIST_SIZES) == set(FASHION_MNIST_FILES)
+    for name, size in FASHION_MNIST_SIZES.items():
+        assert (DEBIAN_FASHION_MNIST / name).stat().st_size == size

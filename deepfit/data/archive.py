@@ -171,11 +171,11 @@ def resolve_link(link_path: Parts, target: str, symlinks: dict[Parts, str], root
     `root` at any step, is absolute, or follows more than `max_depth` links."""
     name = "/".join(link_path)
     parts = list(link_path[:-1])
-    todo = target.replace("\\", "/").split("/")
+    todo = target.split("/")
     if _is_absolute(target):
         raise _refuse(name, f"a symbolic link to the absolute path {target!r}")
-    if not target:
-        raise _refuse(name, "a symbolic link with an empty target")
+    if not target or "\\" in target or "\0" in target:
+        raise _refuse(name, f"a symbolic link with an empty target or one holding '\\' or NUL ({target!r})")
     followed = 0
     while todo:
         c = todo.pop(0)
@@ -195,7 +195,7 @@ def resolve_link(link_path: Parts, target: str, symlinks: dict[Parts, str], root
             if _is_absolute(inner):
                 raise _refuse(name, f"a symbolic link through a link to the absolute path {inner!r}")
             parts.pop()
-            todo = inner.replace("\\", "/").split("/") + todo
+            todo = inner.split("/") + todo
     if tuple(parts[: len(root)]) != root:
         raise _refuse(name, f"a symbolic link pointing outside the destination ({target!r})")
     return tuple(parts)

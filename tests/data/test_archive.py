@@ -76,6 +76,7 @@ def test_resolve_link_follows_the_archive_links():
     ([("link", SYM, "/etc/passwd")], "symbolic link to the absolute path"),
     ([("sub/link", SYM, "../../outside")], "symbolic link pointing outside"),
     ([("top/f", REG, b"x"), ("top/up", SYM, "..")], "symbolic link pointing outside"),  # leaves the unwrapped folder
+    ([("win", SYM, "..\\..\\outside")], "holding '\\\\' or NUL"),
     ([("hard", LNK, "../outside")], "hard link pointing outside"),
     ([("hard", LNK, "nothing")], "hard link to 'nothing', which is not a file"),
     ([("dev", tarfile.CHRTYPE, None)], "device file"),

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from .data import transforms as T
 from .data.core import to_model_input
 from .data.files import read_image_file
-from .models import get_model
+from .models.registry import get_model, upgrade_kwargs
 from .safe_io import PickleRefusedError, needs_pickle, safe_torch_load
 from .text import rules
 from .text.rules import UNK
@@ -203,7 +203,7 @@ def load_learner(path: str | Path, device: torch.device | str = "cpu", allow_pic
     if spec.get("version", 0) > EXPORT_VERSION:
         raise ExportError(f"{spec_file}: export version {spec['version']} is newer than this deepfit reads "
                           f"({EXPORT_VERSION})")
-    model = get_model(spec["arch"], **spec.get("kwargs", {}))
+    model = get_model(spec["arch"], **upgrade_kwargs(spec["arch"], spec.get("kwargs", {})))
     reason = needs_pickle(weights)
     if reason is not None:
         raise PickleRefusedError(f"refusing to load {weights}: {reason}, not safetensors; unpickling can run "

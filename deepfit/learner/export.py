@@ -3,9 +3,10 @@
 `learn.export(folder)` writes:
 
 - `model.safetensors`: the weights (the safetensors format holds tensors only, it cannot carry code);
-- `learner.json`: the architecture's name in `deepfit.models.MODELS` and its constructor arguments
-  (`model.config`), the class names, the text vocabulary and tokenizer settings, the input layout
-  and normalization statistics, the item transforms, and the activation that decodes outputs.
+- `learner.json`: the architecture's name in the model registry (`deepfit.models.MODELS`) and its
+  constructor arguments (`model.config`, rebuilt by `get_model`), the class names, the text vocabulary
+  and tokenizer settings, the input layout and normalization statistics, the item transforms, and the
+  activation that decodes outputs.
 
 `load_learner(folder)` rebuilds the model from the registry and loads the weights: nothing is
 unpickled. A file that needs pickle (a `torch.save` of whole objects, a fastai `export.pkl`) is refused
@@ -29,24 +30,23 @@ from ..distributed import is_main_process, unwrap_model
 from ..inference import EXPORT_FORMAT, EXPORT_VERSION, SPEC_FILE, WEIGHTS_FILE, ExportError
 from ..inference import InferenceLearner as InferenceLearner  # old import path
 from ..inference import load_learner as load_learner  # old import path
+from ..models.registry import model_config, rebuild
 from .losses import resolve_activation
 
 if TYPE_CHECKING:
     from .events import LearnerLike
 
 # ---------------------------------------------------------------------------------------------- helpers
-def arch_name(model: nn.Module) -> str:
-    """The name under which `model`'s class (else `model.arch_name`) is registered in `deepfit.models.MODELS`."""
-    from ..models import MODELS
+def export_config(model: nn.Module, arch: str | None = None) -> dict[str, Any]:
+    """`model`'s registry config (`{"arch": name, **arguments}`, see `deepfit.models.model_config`), JSON-ready.
 
-    for n, builder in MODELS.items():  # the class itself: `model.config` holds its constructor's arguments
-        if builder is type(model):
-            return n
-    name = getattr(model, "arch_name", None)  # set by `get_model` for factory functions
-    if isinstance(name, str) and name in MODELS:
-        return name
-    raise ExportError(f"cannot export a {type(model).__name__}: its class is not registered in deepfit.models.MODELS "
-                      "(register it, or pass arch=<registered name>)")
+    `arch` names the registered architecture of a model whose config does not say it.
+    """
+    try:
+        config = model_config(model) if arch is None else {**getattr(model, "config", None), "arch": arch}
+    except (TypeError, ValueError) as e:  # TypeError: `arch` given for a model without a config dict
+        raise ExportError(f"cannot export a {type(model).__name__}: {e}") from None
+    return _json_ready(config, "model.config")
 
 
 def _json_ready(obj: Any, where: str) -> Any:
@@ -156,27 +156,24 @@ def export_learner(learn: LearnerLike, path: str | Path, arch: str | None = None
     """
     from safetensors.torch import save_model
 
-    from ..models import get_model
-
     folder = Path(path)
     if not folder.is_absolute():
         folder = Path(learn.path) / folder
     if not is_main_process():  # in a distributed run only rank 0 writes
         return folder
     model = unwrap_model(learn.model)
-    name = arch if arch is not None else arch_name(model)
-    config = getattr(model, "config", None)
-    if not isinstance(config, dict):
-        raise ExportError(f"cannot export {type(model).__name__}: it has no `config` dict of constructor arguments")
-    kwargs = _json_ready(config, "model.config")
+    config = export_config(model, arch)
     try:
-        rebuilt = get_model(name, **kwargs)
+        rebuilt = rebuild(config)
     except Exception as e:
-        raise ExportError(f"get_model({name!r}, **model.config) fails, so the export could not be loaded: {e}") from e
+        raise ExportError(f"get_model(**model.config) fails for {config['arch']!r}, so the export could not be "
+                          f"loaded: {e}") from e
     missing = set(model.state_dict()) ^ set(rebuilt.state_dict())
     if missing:
-        raise ExportError(f"get_model({name!r}, **model.config) does not rebuild this model: parameters differ "
-                          f"({sorted(missing)[:5]})")
+        raise ExportError(f"get_model(**model.config) does not rebuild this {config['arch']!r} model: parameters "
+                          f"differ ({sorted(missing)[:5]})")
+    name = config.pop("arch")
+    kwargs = config
     vocab = getattr(learn.dls, "vocab", None)
     spec = {
         "format": EXPORT_FORMAT,

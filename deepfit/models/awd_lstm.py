@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from .registry import register
+
 #: defaults of the language model (Merity et al.; ULMFiT)
 AWD_LSTM_LM_CONFIG: dict[str, Any] = dict(
     emb_sz=400, n_hid=1152, n_layers=3, pad_token=1, hidden_p=0.15, input_p=0.25, embed_p=0.02,
@@ -334,13 +336,13 @@ def get_language_model(arch: str | type[nn.Module], vocab_sz: int, drop_mult: fl
     decoder = LinearDecoder(vocab_sz, n_hid, output_p=dec_cfg["output_p"] * drop_mult, tie_encoder=tie,
                             bias=dec_cfg["out_bias"])
     model = SequentialRNN(encoder, decoder)
-    model.config = dict(arch=arch_name(cls), vocab_sz=vocab_sz, drop_mult=drop_mult, **config)
+    # the registered name of this language model (`awd_lstm` → `awd_lstm_lm`), so it exports and rebuilds
+    model.config = dict(arch=f"{arch_name(cls)}_lm", vocab_sz=vocab_sz, drop_mult=drop_mult, **config)
     return model
 
 
 def awd_lstm_lm(vocab_sz: int, **config: Any) -> SequentialRNN:
-    """The AWD-LSTM language model (registered as `'awd_lstm_lm'`)."""
-    config.pop("arch", None)
+    """The AWD-LSTM language model: encoder + decoder tied to its embedding (`get_language_model`)."""
     return get_language_model(AWD_LSTM, vocab_sz, **config)
 
 
@@ -365,3 +367,7 @@ def awd_lstm_lm_split(model: nn.Module) -> list[list[nn.Parameter]]:
     groups: list[list[nn.Parameter]] = [_unique_params([rnn]) for rnn in encoder.rnns]
     groups.append(_unique_params([encoder.encoder_dp, decoder]))
     return groups
+
+
+register("awd_lstm", AWD_LSTM, "encoder")
+register("awd_lstm_lm", awd_lstm_lm, "lm")

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .init import apply_init, init_cnn, xavier_uniform
+from .registry import register
 from .sequential import SequentialModel
 
 _ACTS: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
@@ -286,6 +287,14 @@ class GoogLeNet(SequentialModel):
         self.config = dict(c_in=c_in, n_out=n_out, width_div=width_div)
         init_cnn(self)
 
+
+register("lenet", LeNet, "vision")
+register("lenet_bn", lenet_bn, "vision")
+register("alexnet", AlexNet, "vision")
+register("vgg", VGG, "vision")
+register("vgg11", vgg11, "vision")
+register("nin", NiN, "vision")
+register("googlenet", GoogLeNet, "vision")
 
 __all__ = ["VGG11_ARCH", "AlexNet", "BatchNorm", "GoogLeNet", "Inception", "LeNet", "NiN", "VGG", "lenet_bn",
            "nin_block", "vgg", "vgg11", "vgg_block"]

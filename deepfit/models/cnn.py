@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from .registry import register
+
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int = 1, bn: bool = True) -> nn.Sequential:
     """3×3 convolution (no bias when followed by BatchNorm) → BatchNorm → ReLU."""
@@ -37,3 +39,6 @@ class SimpleCNN(nn.Sequential):
             nn.Linear(hidden, n_out),
         )
         self.config = dict(c_in=c_in, n_out=n_out, width=width, hidden=hidden, bn=bn, dropout=dropout)
+
+
+register("simple_cnn", SimpleCNN, "vision")

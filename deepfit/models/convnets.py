@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .init import init_cnn
+from .registry import register
 
 
 def _size2(img_size: int | Sequence[int]) -> tuple[int, int]:
@@ -104,34 +105,50 @@ class ConvNet2(nn.Module):
         return self.out(F.adaptive_max_pool2d(x, 1).flatten(1))
 
 
+BN_EVAL_STATS = ("running", "last_batch")
+
+
 class BnLayer(nn.Module):
     """Convolution → ReLU → a hand-written per-channel batch normalisation with a learnable shift and scale.
 
-    Training: each channel is normalised with the batch's mean and (biased) variance, and exponential
-    running averages are updated (`running = (1 - momentum) * running + momentum * batch`, the variance
-    unbiased as in `nn.BatchNorm2d`). Eval: the running statistics are used, so an item's output does
-    not depend on the rest of the batch. Then `y = x_hat * m + a`, with `m` (scale, starts at 1) and
-    `a` (shift, starts at 0) learnt per channel.
+    Training: each channel is normalised with the batch's mean and (biased) variance. Then
+    `y = x_hat * m + a`, with `m` (scale, starts at 1) and `a` (shift, starts at 0) learnt per channel.
+
+    Eval, by `eval_stats`:
+
+    - `"running"` (default, as `nn.BatchNorm2d`): exponential running averages kept in training
+      (`running = (1 - momentum) * running + momentum * batch`, the variance unbiased) normalise, so an
+      item's output does not depend on the rest of the batch nor on which batch came last.
+    - `"last_batch"` (the lesson-7 notes' `BnLayer`): the statistics of the last training batch, kept
+      in the same buffers, normalise; eval on that batch reproduces its training output exactly. (The
+      notes divide by the unbiased standard deviation without `eps`; here the variance is the one used
+      in training, `eps` included, so train and eval agree.)
     """
 
     def __init__(self, ni: int, nf: int, stride: int = 2, kernel_size: int = 3, eps: float = 1e-5,
-                 momentum: float = 0.1):
+                 momentum: float = 0.1, eval_stats: str = "running"):
         super().__init__()
+        if eval_stats not in BN_EVAL_STATS:
+            raise ValueError(f"BnLayer: eval_stats must be one of {BN_EVAL_STATS}, got {eval_stats!r}")
         self.conv = nn.Conv2d(ni, nf, kernel_size=kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
         self.a = nn.Parameter(torch.zeros(nf))
         self.m = nn.Parameter(torch.ones(nf))
         self.register_buffer("running_mean", torch.zeros(nf))
         self.register_buffer("running_var", torch.ones(nf))
-        self.eps, self.momentum = eps, momentum
+        self.eps, self.momentum, self.eval_stats = eps, momentum, eval_stats
 
     def normalize(self, x: Tensor) -> Tensor:
         """The normalisation part alone (applied after the convolution and ReLU)."""
         if self.training:
             var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0)
-            n = x.numel() // x.shape[1]
             with torch.no_grad():
-                self.running_mean.lerp_(mean.detach(), self.momentum)
-                self.running_var.lerp_(var.detach() * (n / max(n - 1, 1)), self.momentum)
+                if self.eval_stats == "last_batch":
+                    self.running_mean.copy_(mean)
+                    self.running_var.copy_(var)
+                else:
+                    n = x.numel() // x.shape[1]
+                    self.running_mean.lerp_(mean.detach(), self.momentum)
+                    self.running_var.lerp_(var.detach() * (n / max(n - 1, 1)), self.momentum)
         else:
             mean, var = self.running_mean, self.running_var
         scale = self.m * torch.rsqrt(var + self.eps)
@@ -140,6 +157,9 @@ class BnLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.normalize(F.relu(self.conv(x)))
+
+    def extra_repr(self) -> str:
+        return f"eval_stats={self.eval_stats!r}" if self.eval_stats != "running" else ""
 
 
 class ResnetLayer(BnLayer):
@@ -158,13 +178,15 @@ class ResnetLayer(BnLayer):
 class ConvBnNet(nn.Module):
     """A 5×5 stride-1 stem convolution, then stride-2 `BnLayer`s, global max pool, linear."""
 
-    def __init__(self, c_in: int = 1, n_out: int = 10, widths: Sequence[int] = (10, 20, 40, 80, 160)):
+    def __init__(self, c_in: int = 1, n_out: int = 10, widths: Sequence[int] = (10, 20, 40, 80, 160),
+                 bn_eval: str = "running"):
         super().__init__()
         widths = list(widths)
+        bn = dict(eval_stats=bn_eval)
         self.conv1 = nn.Conv2d(c_in, widths[0], kernel_size=5, stride=1, padding=2)
-        self.layers = nn.ModuleList(BnLayer(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.layers = nn.ModuleList(BnLayer(a, b, **bn) for a, b in zip(widths[:-1], widths[1:]))
         self.out = nn.Linear(widths[-1], n_out)
-        self.config = dict(c_in=c_in, n_out=n_out, widths=widths)
+        self.config = dict(c_in=c_in, n_out=n_out, widths=widths, bn_eval=bn_eval)
         init_cnn(self)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -177,14 +199,16 @@ class ConvBnNet(nn.Module):
 class ConvBnNet2(nn.Module):
     """`ConvBnNet` made twice as deep: a stride-1 `BnLayer` after every stride-2 one."""
 
-    def __init__(self, c_in: int = 1, n_out: int = 10, widths: Sequence[int] = (10, 20, 40, 80, 160)):
+    def __init__(self, c_in: int = 1, n_out: int = 10, widths: Sequence[int] = (10, 20, 40, 80, 160),
+                 bn_eval: str = "running"):
         super().__init__()
         widths = list(widths)
+        bn = dict(eval_stats=bn_eval)
         self.conv1 = nn.Conv2d(c_in, widths[0], kernel_size=5, stride=1, padding=2)
-        self.layers = nn.ModuleList(BnLayer(a, b) for a, b in zip(widths[:-1], widths[1:]))
-        self.layers2 = nn.ModuleList(BnLayer(b, b, stride=1) for b in widths[1:])
+        self.layers = nn.ModuleList(BnLayer(a, b, **bn) for a, b in zip(widths[:-1], widths[1:]))
+        self.layers2 = nn.ModuleList(BnLayer(b, b, stride=1, **bn) for b in widths[1:])
         self.out = nn.Linear(widths[-1], n_out)
-        self.config = dict(c_in=c_in, n_out=n_out, widths=widths)
+        self.config = dict(c_in=c_in, n_out=n_out, widths=widths, bn_eval=bn_eval)
         init_cnn(self)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -197,15 +221,17 @@ class ConvBnNet2(nn.Module):
 class Resnet(nn.Module):
     """Each stride-2 `BnLayer` followed by two residual stride-1 layers (`ResnetLayer`)."""
 
-    def __init__(self, c_in: int = 1, n_out: int = 10, widths: Sequence[int] = (10, 20, 40, 80, 160)):
+    def __init__(self, c_in: int = 1, n_out: int = 10, widths: Sequence[int] = (10, 20, 40, 80, 160),
+                 bn_eval: str = "running"):
         super().__init__()
         widths = list(widths)
+        bn = dict(eval_stats=bn_eval)
         self.conv1 = nn.Conv2d(c_in, widths[0], kernel_size=5, stride=1, padding=2)
-        self.layers = nn.ModuleList(BnLayer(a, b) for a, b in zip(widths[:-1], widths[1:]))
-        self.layers2 = nn.ModuleList(ResnetLayer(b, b) for b in widths[1:])
-        self.layers3 = nn.ModuleList(ResnetLayer(b, b) for b in widths[1:])
+        self.layers = nn.ModuleList(BnLayer(a, b, **bn) for a, b in zip(widths[:-1], widths[1:]))
+        self.layers2 = nn.ModuleList(ResnetLayer(b, b, **bn) for b in widths[1:])
+        self.layers3 = nn.ModuleList(ResnetLayer(b, b, **bn) for b in widths[1:])
         self.out = nn.Linear(widths[-1], n_out)
-        self.config = dict(c_in=c_in, n_out=n_out, widths=widths)
+        self.config = dict(c_in=c_in, n_out=n_out, widths=widths, bn_eval=bn_eval)
         init_cnn(self)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -219,16 +245,17 @@ class Resnet2(nn.Module):
     """`Resnet` with a normalised 7×7 stem (`BnLayer`, stride 1), wider layers and dropout `p` before the output."""
 
     def __init__(self, c_in: int = 1, n_out: int = 10, widths: Sequence[int] = (16, 32, 64, 128, 256),
-                 p: float = 0.2):
+                 p: float = 0.2, bn_eval: str = "running"):
         super().__init__()
         widths = list(widths)
-        self.conv1 = BnLayer(c_in, widths[0], stride=1, kernel_size=7)
-        self.layers = nn.ModuleList(BnLayer(a, b) for a, b in zip(widths[:-1], widths[1:]))
-        self.layers2 = nn.ModuleList(ResnetLayer(b, b) for b in widths[1:])
-        self.layers3 = nn.ModuleList(ResnetLayer(b, b) for b in widths[1:])
+        bn = dict(eval_stats=bn_eval)
+        self.conv1 = BnLayer(c_in, widths[0], stride=1, kernel_size=7, **bn)
+        self.layers = nn.ModuleList(BnLayer(a, b, **bn) for a, b in zip(widths[:-1], widths[1:]))
+        self.layers2 = nn.ModuleList(ResnetLayer(b, b, **bn) for b in widths[1:])
+        self.layers3 = nn.ModuleList(ResnetLayer(b, b, **bn) for b in widths[1:])
         self.drop = nn.Dropout(p)
         self.out = nn.Linear(widths[-1], n_out)
-        self.config = dict(c_in=c_in, n_out=n_out, widths=widths, p=p)
+        self.config = dict(c_in=c_in, n_out=n_out, widths=widths, p=p, bn_eval=bn_eval)
         init_cnn(self)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -238,5 +265,13 @@ class Resnet2(nn.Module):
         return self.out(self.drop(F.adaptive_max_pool2d(x, 1).flatten(1)))
 
 
-__all__ = ["BnLayer", "ConvBnNet", "ConvBnNet2", "ConvLayer", "ConvNet", "ConvNet2", "Resnet", "Resnet2",
-           "ResnetLayer", "SimpleNet"]
+register("simple_net", SimpleNet, "vision", needs_img_size=True)
+register("conv_net", ConvNet, "vision")
+register("conv_net2", ConvNet2, "vision")
+register("conv_bn_net", ConvBnNet, "vision")
+register("conv_bn_net2", ConvBnNet2, "vision")
+register("resnet", Resnet, "vision")
+register("resnet2", Resnet2, "vision")
+
+__all__ = ["BN_EVAL_STATS", "BnLayer", "ConvBnNet", "ConvBnNet2", "ConvLayer", "ConvNet", "ConvNet2", "Resnet",
+           "Resnet2", "ResnetLayer", "SimpleNet"]

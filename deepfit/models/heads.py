@@ -11,12 +11,13 @@ with a `config` dict, registered as `"vision_model"` so that exported learners c
 
 from __future__ import annotations
 
-import inspect
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
+
+from .registry import get_model, register, registered_name, spec
 
 TORCHVISION_PREFIX = "torchvision."
 _POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d)
@@ -175,32 +176,28 @@ def _torchvision_builder(name: str) -> Callable[..., nn.Module]:
 
 
 def resolve_arch(arch: str | Callable[..., nn.Module]) -> tuple[Callable[..., nn.Module], bool]:
-    """`(builder, is_torchvision)` for a registered name, `'torchvision.<name>'`, or a callable."""
+    """`(builder, is_torchvision)` for a registered vision name, `'torchvision.<name>'`, or a callable."""
     if callable(arch):
         return arch, getattr(arch, "__module__", "").startswith("torchvision")
     if arch.startswith(TORCHVISION_PREFIX):
         return _torchvision_builder(arch[len(TORCHVISION_PREFIX):]), True
-    from . import MODELS
-
-    if arch in MODELS:
-        return MODELS[arch], False
-    raise KeyError(f"unknown architecture {arch!r}; registered: {', '.join(sorted(MODELS))} "
-                   f"(or '{TORCHVISION_PREFIX}<name>' with torchvision installed)")
-
-
-def _accepts(fn: Callable, name: str) -> bool:
     try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        entry = spec(arch)
+    except KeyError as e:
+        raise KeyError(f"{e.args[0]} (or '{TORCHVISION_PREFIX}<name>' with torchvision installed)") from None
+    if entry.task != "vision":
+        raise ValueError(f"{arch!r} is a {entry.task} model, not a vision architecture to cut a body from")
+    return entry.builder, False
 
 
 def build_arch(arch: str | Callable[..., nn.Module], c_in: int, **kwargs) -> nn.Module:
-    """Build `arch`, passing `c_in` when its builder takes it (torchvision models are RGB: adapt them after)."""
-    builder, is_tv = resolve_arch(arch)
-    if not is_tv and _accepts(builder, "c_in"):
-        kwargs.setdefault("c_in", c_in)
+    """Build `arch` to cut a body from. A registered vision name (every one takes `c_in`) is built with
+    `get_model(arch, c_in=c_in, **kwargs)`; a torchvision name or another callable gets `kwargs` only (its
+    first convolution is adapted to `c_in` afterwards; put `c_in` in `kwargs` if your callable takes it)."""
+    if isinstance(arch, str) and not arch.startswith(TORCHVISION_PREFIX):
+        resolve_arch(arch)  # a clear error for unknown and non-vision names
+        return get_model(arch, **{"c_in": c_in, **kwargs})
+    builder, _ = resolve_arch(arch)
     return builder(**kwargs)
 
 
@@ -228,19 +225,23 @@ def load_body_weights(body: nn.Module, state: Mapping[str, torch.Tensor], source
 
 
 class VisionModel(nn.Sequential):
-    """`nn.Sequential(body, head)`: the body of architecture `arch` cut at `cut`, and a new `create_head`.
+    """A transfer model, `nn.Sequential(body, head)`: the body of `body_arch` cut at `cut`, and a new head.
 
-    `state` (a state dict, not part of `config`) loads pretrained body weights before the first
-    convolution is adapted to `c_in` channels (for RGB-only architectures). `config` holds the other
-    arguments, so `get_model("vision_model", **config)` rebuilds the same network (when `arch` is a name).
+    `body_arch` is a registered vision name, `'torchvision.<name>'` or a callable (a registered builder
+    passed as a function is recorded by its name). `state` (a state dict, not part of `config`) loads
+    pretrained body weights before the first convolution is adapted to `c_in` channels (for RGB-only
+    architectures). `config` holds the other arguments, so `get_model("vision_model", **config)` rebuilds
+    the same network (when `body_arch` is a name).
     """
 
-    def __init__(self, arch: str | Callable[..., nn.Module], n_out: int, c_in: int = 3,
+    def __init__(self, body_arch: str | Callable[..., nn.Module], n_out: int, c_in: int = 3,
                  cut: int | Callable[[nn.Module], nn.Module] | None = None, lin_ftrs: Sequence[int] | None = None,
                  ps: float | Sequence[float] = 0.5, concat_pool: bool = True, first_bn: bool = True,
                  bn_final: bool = False, arch_kwargs: Mapping | None = None, *,
                  state: Mapping[str, torch.Tensor] | None = None, source: str = "weights"):
-        model = build_arch(arch, c_in, **dict(arch_kwargs or {}))
+        if callable(body_arch) and registered_name(body_arch) is not None:
+            body_arch = registered_name(body_arch)
+        model = build_arch(body_arch, c_in, **dict(arch_kwargs or {}))
         body = create_body(model, cut)
         if state is not None:
             load_body_weights(body, state, source)
@@ -248,7 +249,10 @@ class VisionModel(nn.Sequential):
         head = create_head(num_features(body, c_in=c_in), n_out, lin_ftrs=lin_ftrs, ps=ps, concat_pool=concat_pool,
                            first_bn=first_bn, bn_final=bn_final)
         super().__init__(body, head)
-        self.config = dict(arch=arch, n_out=n_out, c_in=c_in, cut=cut,
+        self.config = dict(body_arch=body_arch, n_out=n_out, c_in=c_in, cut=cut,
                            lin_ftrs=None if lin_ftrs is None else list(lin_ftrs),
                            ps=ps if isinstance(ps, (int, float)) else list(ps), concat_pool=concat_pool,
                            first_bn=first_bn, bn_final=bn_final, arch_kwargs=dict(arch_kwargs or {}))
+
+
+register("vision_model", VisionModel, "transfer")

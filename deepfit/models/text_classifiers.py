@@ -30,6 +30,7 @@ from .awd_lstm import (
     arch_name,
     resolve_arch,
 )
+from .registry import register
 
 
 def pad_to_right(x: Tensor, pad_idx: int) -> tuple[Tensor, Tensor]:
@@ -119,7 +120,7 @@ def lin_bn_drop(n_in: int, n_out: int, p: float, act: nn.Module | None) -> list[
 class PoolingLinearClassifier(nn.Module):
     """Masked concat pooling, then `[BatchNorm → Dropout → Linear]` blocks with ReLU between them.
 
-    `dims`: `[3 * n_features, *hidden, n_class]`; `ps`: one dropout probability per block.
+    `dims`: `[3 * n_features, *hidden, n_out]`; `ps`: one dropout probability per block.
     Takes the `(outputs, mask)` pair of a `SentenceEncoder`.
     """
 
@@ -139,36 +140,37 @@ class PoolingLinearClassifier(nn.Module):
         return self.layers(masked_concat_pool(out, mask))
 
 
-def get_text_classifier(arch: str | type[nn.Module], vocab_sz: int, n_class: int, bptt: int = 72,
+def get_text_classifier(arch: str | type[nn.Module], vocab_sz: int, n_out: int, bptt: int = 72,
                         max_len: int = 72 * 20, lin_ftrs: Sequence[int] = (50,), ps: Sequence[float] | None = None,
                         drop_mult: float = 1.0, **config: Any) -> SequentialRNN:
-    """`SentenceEncoder(arch)` + `PoolingLinearClassifier`: `(bs, seq_len)` ids → `(bs, n_class)` logits.
+    """`SentenceEncoder(arch)` + `PoolingLinearClassifier`: `(bs, seq_len)` ids → `(bs, n_out)` logits.
 
     `config` overrides `AWD_LSTM_CLAS_CONFIG` (encoder sizes and dropouts; `output_p` is the
     dropout before the first linear layer of the head). `ps` gives the head's dropouts (default
     `[output_p, 0.1, ...]`); `drop_mult` scales every dropout.
     """
-    if n_class < 1:
-        raise ValueError(f"n_class must be >= 1, got {n_class}")
+    if n_out < 1:
+        raise ValueError(f"n_out (the number of classes) must be >= 1, got {n_out}")
     cls = resolve_arch(arch)
     enc_cfg, head_cfg = _split_config(cls, AWD_LSTM_CLAS_CONFIG, config, ("output_p",))
     enc_cfg = apply_drop_mult(enc_cfg, drop_mult)
     encoder = cls(vocab_sz, **enc_cfg)
     n_feat = getattr(encoder, "emb_sz", enc_cfg.get("emb_sz"))
-    dims = [3 * n_feat, *lin_ftrs, n_class]
+    dims = [3 * n_feat, *lin_ftrs, n_out]
     head_ps = [head_cfg["output_p"]] + [0.1] * len(lin_ftrs) if ps is None else list(ps)
     head_ps = [p * drop_mult for p in head_ps]
     pad_idx = enc_cfg.get("pad_token", 1)
     model = SequentialRNN(SentenceEncoder(encoder, bptt, max_len, pad_idx), PoolingLinearClassifier(dims, head_ps))
-    model.config = dict(arch=arch_name(cls), vocab_sz=vocab_sz, n_class=n_class, bptt=bptt, max_len=max_len,
-                        lin_ftrs=list(lin_ftrs), ps=None if ps is None else list(ps), drop_mult=drop_mult, **config)
+    # the registered name of this classifier (`awd_lstm` → `awd_lstm_classifier`), so it exports and rebuilds
+    model.config = dict(arch=f"{arch_name(cls)}_classifier", vocab_sz=vocab_sz, n_out=n_out, bptt=bptt,
+                        max_len=max_len, lin_ftrs=list(lin_ftrs), ps=None if ps is None else list(ps),
+                        drop_mult=drop_mult, **config)
     return model
 
 
-def awd_lstm_classifier(vocab_sz: int, n_class: int, **config: Any) -> SequentialRNN:
-    """The ULMFiT classifier on an AWD-LSTM (registered as `'awd_lstm_classifier'`)."""
-    config.pop("arch", None)
-    return get_text_classifier(AWD_LSTM, vocab_sz, n_class, **config)
+def awd_lstm_classifier(vocab_sz: int, n_out: int, **config: Any) -> SequentialRNN:
+    """The ULMFiT classifier: an AWD-LSTM read in chunks, masked concat pooling, a linear head."""
+    return get_text_classifier(AWD_LSTM, vocab_sz, n_out, **config)
 
 
 def awd_lstm_clas_split(model: nn.Module) -> list[list[nn.Parameter]]:
@@ -209,12 +211,12 @@ class LSTMClassifier(nn.Module):
     Use `set_embeddings(weight, freeze)` to start from pretrained vectors (see `load_embeddings`).
     """
 
-    def __init__(self, vocab_sz: int, n_class: int, emb_sz: int = 100, n_hid: int = 256, n_layers: int = 1,
+    def __init__(self, vocab_sz: int, n_out: int, emb_sz: int = 100, n_hid: int = 256, n_layers: int = 1,
                  bidirectional: bool = False, dropout: float = 0.5, pad_idx: int = 1):
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"n_layers must be >= 1, got {n_layers}")
-        self.config = dict(vocab_sz=vocab_sz, n_class=n_class, emb_sz=emb_sz, n_hid=n_hid, n_layers=n_layers,
+        self.config = dict(vocab_sz=vocab_sz, n_out=n_out, emb_sz=emb_sz, n_hid=n_hid, n_layers=n_layers,
                            bidirectional=bidirectional, dropout=dropout, pad_idx=pad_idx)
         self.pad_idx, self.n_layers, self.bidirectional = pad_idx, n_layers, bidirectional
         n_dir = 2 if bidirectional else 1
@@ -223,7 +225,7 @@ class LSTMClassifier(nn.Module):
         self.fwd = nn.ModuleList(nn.LSTM(n_in, n_hid, batch_first=True) for n_in in sizes)
         self.bwd = nn.ModuleList(nn.LSTM(n_in, n_hid, batch_first=True) for n_in in sizes) if bidirectional else None
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(n_hid * n_dir, n_class)
+        self.fc = nn.Linear(n_hid * n_dir, n_out)
 
     def set_embeddings(self, weight: Tensor, freeze: bool = False) -> None:
         """Copy pretrained vectors `(vocab_sz, emb_sz)` into the embedding; `freeze` stops their training."""
@@ -252,7 +254,18 @@ class LSTMClassifier(nn.Module):
         return self.fc(self.dropout(last))
 
 
+def bilstm_classifier(vocab_sz: int, n_out: int, **kwargs: Any) -> LSTMClassifier:
+    """`LSTMClassifier` reading the text both ways (`bidirectional=True`)."""
+    kwargs.setdefault("bidirectional", True)
+    return LSTMClassifier(vocab_sz, n_out, **kwargs)
+
+
 def lstm_classifier_split(model: LSTMClassifier) -> list[list[nn.Parameter]]:
     """Layer groups of an `LSTMClassifier`: embedding, LSTM layers (both directions), head."""
     rnns = [model.fwd] + ([model.bwd] if model.bwd is not None else [])
     return [list(model.embedding.parameters()), _unique_params(rnns), list(model.fc.parameters())]
+
+
+register("awd_lstm_classifier", awd_lstm_classifier, "classifier")
+register("lstm_classifier", LSTMClassifier, "classifier")
+register("bilstm_classifier", bilstm_classifier, "classifier")

@@ -35,7 +35,7 @@ def make_data(bs: int) -> DataLoaders:
 
 def make_model() -> nn.Module:
     torch.manual_seed(1)
-    return get_model("mlp", n_in=6, hidden=[16], n_out=3)
+    return get_model("mlp", c_in=6, img_size=1, hidden=[16], n_out=3)
 
 
 class FailOnRank1(Callback):

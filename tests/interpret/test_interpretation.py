@@ -12,7 +12,7 @@ from tests.interpret.helpers import assert_png, square_dls, tiny_cnn
 @pytest.fixture(scope="module")
 def tabular_interp():
     torch.manual_seed(0)
-    learn = Learner(MLP(n_in=4, hidden=(8,), n_out=3), make_linear_data(n=120, bs=16), lr=3e-2)
+    learn = Learner(MLP(c_in=4, img_size=1, hidden=(8,), n_out=3), make_linear_data(n=120, bs=16), lr=3e-2)
     learn.fit(1)
     return learn, ClassificationInterpretation.from_learner(learn)
 

@@ -24,7 +24,7 @@ class TiedHead(nn.Module):
 
 
 def test_summary_totals_shapes_and_frozen_split(capsys):
-    learn = Learner(MLP(n_in=4, hidden=(8,), n_out=3), make_linear_data(bs=16))
+    learn = Learner(MLP(c_in=4, img_size=1, hidden=(8,), n_out=3), make_linear_data(bs=16))
     for p in learn.model[1].parameters():
         p.requires_grad_(False)
     text = learn.summary()
@@ -61,7 +61,7 @@ def test_summary_counts_shared_and_container_parameters_once():
 
 def test_summary_does_not_change_training_mode_or_loader_epoch():
     dls = make_linear_data()
-    learn = Learner(MLP(n_in=4, hidden=(8,), n_out=3, dropout=0.5), dls)
+    learn = Learner(MLP(c_in=4, img_size=1, hidden=(8,), n_out=3, dropout=0.5), dls)
     learn.model.train()
     epoch = dls.valid.epoch
     summary(learn, print_it=False)

@@ -69,7 +69,7 @@ def make_learner(seed: int, path: Path) -> Learner:
     train = TensorLoader(x[:84], y[:84], bs=8, shuffle=True, seed=seed, device="cpu", mean=[0.5], std=[0.3],
                          tfms=[noise, Flip(p=0.5, seed=seed)])
     valid = TensorLoader(x[84:], y[84:], bs=16, device="cpu", mean=[0.5], std=[0.3])
-    model = MLP(n_in=36, hidden=(16,), n_out=3, dropout=0.2)
+    model = MLP(c_in=36, img_size=1, hidden=(16,), n_out=3, dropout=0.2)
     learn = Learner(model, DataLoaders(train, valid, device="cpu"), lr=1e-2, cbs=[JitterLR()], path=path)
     learn.remove_cb(ProgressCallback)
     return learn

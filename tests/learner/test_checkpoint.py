@@ -39,7 +39,7 @@ def tiny_learner(path: Path, seed: int = 0, cbs=()) -> Learner:
     y = torch.randint(0, 3, (48,), generator=g)
     dls = DataLoaders(TensorLoader(x[:32], y[:32], bs=8, shuffle=True, seed=seed, device="cpu"),
                       TensorLoader(x[32:], y[32:], bs=16, device="cpu"), device="cpu")
-    learn = Learner(MLP(n_in=16, hidden=(8,), n_out=3), dls, lr=1e-2, path=path, cbs=cbs)
+    learn = Learner(MLP(c_in=16, img_size=1, hidden=(8,), n_out=3), dls, lr=1e-2, path=path, cbs=cbs)
     learn.remove_cb(ProgressCallback)
     return learn
 
@@ -133,7 +133,7 @@ def test_wrong_architecture_is_a_clear_error(tmp_path):
     learn = tiny_learner(tmp_path)
     learn.save("ck")
     other = tiny_learner(tmp_path)
-    other.model = MLP(n_in=16, hidden=(5,), n_out=3)
+    other.model = MLP(c_in=16, img_size=1, hidden=(5,), n_out=3)
     with pytest.raises(CheckpointError, match="weights do not fit this model"):
         other.load("ck")
 

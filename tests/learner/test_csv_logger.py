@@ -12,8 +12,8 @@ from tests.conftest import make_linear_data
 
 def make_learner(path, **kw):
     torch.manual_seed(0)
-    return Learner(MLP(n_in=4, hidden=(8,), n_out=3), make_linear_data(n=64, bs=16), metrics=[accuracy], lr=1e-2,
-                   path=path, **kw)
+    return Learner(MLP(c_in=4, img_size=1, hidden=(8,), n_out=3), make_linear_data(n=64, bs=16), metrics=[accuracy],
+                   lr=1e-2, path=path, **kw)
 
 
 def read_rows(path):

@@ -168,7 +168,7 @@ def test_text_export_predicts_from_text(tmp_path):
     dls = DataLoaders(TensorLoader(ids, torch.tensor([0, 1, 0, 1]), bs=2, device="cpu"), device="cpu",
                       vocab=["neg", "pos"])
     torch.manual_seed(0)
-    model = get_model("lstm_classifier", vocab_sz=len(itos), n_class=2, emb_sz=4, n_hid=4)
+    model = get_model("lstm_classifier", vocab_sz=len(itos), n_out=2, emb_sz=4, n_hid=4)
     learn = Learner(model, dls, path=tmp_path)
     folder = learn.export("text", text_vocab=itos, tokenizer=tok)
     inf = load_learner(folder)

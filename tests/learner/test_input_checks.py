@@ -49,14 +49,14 @@ def test_wrong_input_channels():
 
 
 def test_wrong_input_size_for_fixed_head():
-    learn = learner(images(size=32), labels(), MLP(n_in=784, hidden=(8,), n_out=10))
+    learn = learner(images(size=32), labels(), MLP(hidden=(8,), n_out=10))
     with pytest.raises(ModelDataMismatchError, match=r"layer '1' \(Linear\(in_features=784.*expects inputs of shape "
                                                      r"\[\.\.\., 784\], got \[8, 1024\].*\[8, 1, 32, 32\]"):
         learn.fit(1)
 
 
 def test_wrong_number_of_classes_against_vocab():
-    learn = learner(images(), labels(), MLP(n_in=784, hidden=(8,), n_out=5), vocab=[str(i) for i in range(10)])
+    learn = learner(images(), labels(), MLP(hidden=(8,), n_out=5), vocab=[str(i) for i in range(10)])
     with pytest.raises(ModelDataMismatchError, match=r"output layer '3' \(Linear\(in_features=8, out_features=5.*"
                                                      r"gives 5 outputs per item .*\[8, 5\]\) but the data has 10 "
                                                      r"classes"):
@@ -64,20 +64,20 @@ def test_wrong_number_of_classes_against_vocab():
 
 
 def test_wrong_number_of_classes_against_targets():
-    learn = learner(images(), labels(k=10), MLP(n_in=784, hidden=(8,), n_out=5))
+    learn = learner(images(), labels(k=10), MLP(hidden=(8,), n_out=5))
     with pytest.raises(ModelDataMismatchError, match="gives 5 outputs per item.*targets hold class index 9"):
         learn.fit(1)
 
 
 def test_loss_shape_mismatch():
-    learn = learner(images(), torch.rand(16, 3), MLP(n_in=784, hidden=(8,), n_out=2), loss_func=nn.MSELoss())
+    learn = learner(images(), torch.rand(16, 3), MLP(hidden=(8,), n_out=2), loss_func=nn.MSELoss())
     with pytest.warns(UserWarning), pytest.raises(ModelDataMismatchError, match=r"loss MSELoss fails.*\[8, 2\].*"
                                                                                  r"\[8, 3\]"):
         learn.fit(1)
 
 
 def test_empty_dataset():
-    learn = learner(images(n=0), labels(n=0), MLP(n_in=784, hidden=(8,), n_out=10))
+    learn = learner(images(n=0), labels(n=0), MLP(hidden=(8,), n_out=10))
     with pytest.raises(EmptyDataError, match=r"training loader yields no batches \(it holds 0 items\)"):
         learn.fit(1)
 
@@ -85,7 +85,7 @@ def test_empty_dataset():
 def test_nan_inputs_detected_before_training():
     x = torch.randn(16, 4)
     x[3, 1] = float("nan")
-    learn = learner(x, labels(k=2), MLP(n_in=4, hidden=(4,), n_out=2))
+    learn = learner(x, labels(k=2), MLP(c_in=4, img_size=1, hidden=(4,), n_out=2))
     learn.dls.train.shuffle = False
     with pytest.raises(FloatingPointError, match="before any training: the inputs of that batch contain NaN"):
         learn.fit(1)
@@ -93,7 +93,7 @@ def test_nan_inputs_detected_before_training():
 
 def test_nan_loss_during_training():
     x = torch.randn(32, 4)
-    learn = learner(x, labels(32, k=2), MLP(n_in=4, hidden=(4,), n_out=2))
+    learn = learner(x, labels(32, k=2), MLP(c_in=4, img_size=1, hidden=(4,), n_out=2))
     learn.add_cb(NaNLossCheck())
     learn.fit(1)  # fine at a sane learning rate
     with pytest.raises(FloatingPointError, match=r"training loss became nan at training batch \d+ \(epoch 0\)"):
@@ -105,7 +105,7 @@ def test_check_leaves_training_unchanged():
     runs = []
     for check in (True, False):
         torch.manual_seed(0)
-        learn = learner(images(), labels(), MLP(n_in=784, hidden=(8,), n_out=10, dropout=0.3))
+        learn = learner(images(), labels(), MLP(hidden=(8,), n_out=10, dropout=0.3))
         learn.check_inputs = check
         learn.fit(2)
         runs.append(untouched(learn))

@@ -15,7 +15,7 @@ pytest.importorskip("onnxscript")
 
 
 @pytest.mark.parametrize("model,shape", [(SimpleCNN(c_in=3, width=8, hidden=16, n_out=5), (3, 20, 20)),
-                                         (MLP(n_in=12, hidden=(16,), n_out=4), (12,))])
+                                         (MLP(c_in=12, img_size=1, hidden=(16,), n_out=4), (12,))])
 def test_onnx_matches_pytorch(tmp_path, model, shape):
     torch.manual_seed(0)
     x = torch.randn(24, *shape)

@@ -128,11 +128,11 @@ def test_weight_decay_is_decoupled(opt_func):
 
 
 def test_default_optimizer_is_adamw_with_wd():
-    learn = Learner(MLP(n_in=4, hidden=(8,), n_out=3), make_linear_data())
+    learn = Learner(MLP(c_in=4, img_size=1, hidden=(8,), n_out=3), make_linear_data())
     opt = learn.create_opt()
     assert isinstance(opt, torch.optim.AdamW)
     assert {g["weight_decay"] for g in opt.param_groups} == {0.0, 0.01}
-    learn = Learner(MLP(n_in=4, hidden=(8,), n_out=3), make_linear_data(), wd=0.2)
+    learn = Learner(MLP(c_in=4, img_size=1, hidden=(8,), n_out=3), make_linear_data(), wd=0.2)
     assert {g["weight_decay"] for g in learn.create_opt().param_groups} == {0.0, 0.2}
 
 

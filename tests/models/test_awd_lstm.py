@@ -135,7 +135,8 @@ def test_defaults_drop_mult_registry_and_bad_config():
     assert lm[0].input_dp.p == pytest.approx(0.125) and lm[1].output_dp.p == pytest.approx(0.05)
     assert apply_drop_mult({"emb_sz": 4, "hidden_p": 0.2}, 2) == {"emb_sz": 4, "hidden_p": 0.4}
     assert {"awd_lstm", "awd_lstm_lm", "awd_lstm_classifier", "lstm_classifier"} <= set(MODELS)
-    rebuilt = get_model("awd_lstm_lm", **lm.config)
+    assert lm.config["arch"] == "awd_lstm_lm"  # built by get_language_model, rebuilt by name
+    rebuilt = get_model(**lm.config)
     rebuilt.load_state_dict(lm.state_dict())
     assert isinstance(rebuilt, SequentialRNN)
     with pytest.raises(TypeError, match="unknown config keys"):

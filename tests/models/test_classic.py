@@ -55,7 +55,7 @@ def test_default_size_models(name):
         with torch.no_grad():
             assert model(torch.randn(1, c_in, size, size)).shape == (1, 10)
         config = json.loads(json.dumps(model.config))
-        assert type(get_model(name, **config)) is type(model)
+        assert type(get_model(**config)) is type(model)
 
 
 def test_lenet_layout():

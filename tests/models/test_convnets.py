@@ -71,7 +71,7 @@ def test_default_size_models(name):
 def test_config_rebuilds_model(name):
     model = build(name, 3, 32, n_out=7)
     config = json.loads(json.dumps(model.config))
-    rebuilt = get_model(name, **config)
+    rebuilt = get_model(**config)
     assert [p.shape for p in rebuilt.parameters()] == [p.shape for p in model.parameters()]
     assert isinstance(rebuilt, type(model)) and isinstance(model, MODELS[name])
 

@@ -137,7 +137,8 @@ def test_classifier_rebuilds_from_its_config():
     from deepfit.models import get_model
 
     model = get_text_classifier("awd_lstm", 30, 3, bptt=5, max_len=20, drop_mult=0.5, **SMALL)
-    rebuilt = get_model("awd_lstm_classifier", **model.config)
+    assert model.config["arch"] == "awd_lstm_classifier"
+    rebuilt = get_model(**model.config)
     rebuilt.load_state_dict(model.state_dict())
     assert repr(rebuilt) == repr(model)
     lstm = LSTMClassifier(20, 2, emb_sz=4, n_hid=6, bidirectional=True)

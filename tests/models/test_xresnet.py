@@ -114,9 +114,9 @@ def test_options_and_errors():
 def test_config_rebuilds_model():
     model = get_model("xresnet34", c_in=1, n_out=5, widths=(4, 4, 8, 8))
     config = json.loads(json.dumps(model.config))
-    rebuilt = get_model("xresnet34", **config)
+    rebuilt = get_model(**config)
     assert [p.shape for p in rebuilt.parameters()] == [p.shape for p in model.parameters()]
-    assert type(get_model("xresnet", **config)) is XResNet
+    assert type(get_model(**{**config, "arch": "xresnet"})) is XResNet
 
 
 def test_channels_last_keeps_layout_and_results():

@@ -15,7 +15,7 @@ def char_vocab(specials=()):
 def test_char_generation_reproducible_with_seed():
     torch.manual_seed(0)
     vocab = char_vocab()
-    model = CharSeqGru(len(vocab), n_fac=4, n_hidden=16)
+    model = CharSeqGru(len(vocab), emb_sz=4, n_hid=16)
     a = generate(model, "hel", 40, seed=1, vocab=vocab)
     b = generate(model, "hel", 40, seed=1, vocab=vocab)
     c = generate(model, "hel", 40, seed=2, vocab=vocab)
@@ -24,14 +24,14 @@ def test_char_generation_reproducible_with_seed():
     assert set(a) <= set(vocab.itos) | set("hel")
     assert model.hidden is None and model.training  # state and mode restored
     with_unk = char_vocab([UNK])
-    out = generate(CharSeqGru(len(with_unk), n_fac=4, n_hidden=16), "hé", 40, seed=0, vocab=with_unk)
+    out = generate(CharSeqGru(len(with_unk), emb_sz=4, n_hid=16), "hé", 40, seed=0, vocab=with_unk)
     assert out.startswith("h") and "xxunk" not in out  # unknown prompt chars fed as xxunk, never printed
 
 
 def test_stateless_model_and_top_k():
     torch.manual_seed(0)
     vocab = char_vocab()
-    model = CharRnn(len(vocab), n_fac=4, n_hidden=16)
+    model = CharRnn(len(vocab), emb_sz=4, n_hid=16)
     out = generate(model, "how", 30, seed=0, vocab=vocab, top_k=1)
     # top_k=1 is greedy: the same whatever the seed
     assert out == generate(model, "how", 30, seed=5, vocab=vocab, top_k=1)

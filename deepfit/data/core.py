@@ -113,6 +113,16 @@ def to_device(b: Any, device: torch.device | str) -> Any:
     return b
 
 
+def tell_stats(tfms: Iterable, mean: Sequence[float] | Tensor | None, std: Sequence[float] | Tensor | None) -> None:
+    """Give normalization `mean`/`std` to the batch transforms that work in pixel space (those with
+    `set_stats`, e.g. `ColorJitter`, `PadCrop`) and were not given statistics of their own."""
+    if mean is None:
+        return
+    for tfm in tfms:
+        if callable(getattr(tfm, "set_stats", None)) and getattr(tfm, "mean", None) is None:
+            tfm.set_stats(mean, std)
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**63 - 1)
 
@@ -130,7 +140,8 @@ class TensorLoader:
         seed: shuffling seed; `None` draws one from torch's global generator.
         device: where batches are produced.
         mean, std: per-channel normalization applied on the device after scaling (channel axis 1).
-        tfms: batch transforms `x -> x` applied on the device after normalization (e.g. augmentation).
+        tfms: batch transforms `x -> x` applied on the device after normalization (e.g. augmentation);
+            those working in pixel space are told `mean`/`std` (`tell_stats`).
         indices: restrict to these item indices (for splits and shards).
     """
 
@@ -167,6 +178,7 @@ class TensorLoader:
         self.mean = None if mean is None else torch.as_tensor(mean, dtype=torch.float32)
         self.std = None if std is None else torch.as_tensor(std, dtype=torch.float32)
         self._mean_dev = self._std_dev = None
+        tell_stats(self.tfms, self.mean, self.std)
 
     @property
     def n_items(self) -> int:

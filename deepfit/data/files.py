@@ -16,6 +16,8 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from .external import DataFormatError
 
 
@@ -38,9 +40,32 @@ def read_text_file(path: str | Path, encoding: str = "utf-8") -> str:
     return text.removeprefix("\ufeff")
 
 
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def to_8bit(img):
+    """A grayscale PIL image with more than 8 bits per pixel as an 8-bit 'L' image, scaled, not clipped.
+
+    16-bit modes ('I;16'...) map 0..65535 to 0..255. 32-bit integer images ('I', which is how some
+    16-bit PNGs open) are taken as 16-bit when a value exceeds 255, else as 8-bit. Float images ('F')
+    with values in [0, 1] are scaled by 255, others clipped to [0, 255]. Other modes are returned as they are.
+    """
+    from PIL import Image
+
+    if img.mode not in _SIXTEEN_BIT_MODES and img.mode not in ("I", "F"):
+        return img
+    a = np.asarray(img).astype(np.float64)
+    if img.mode in _SIXTEEN_BIT_MODES or (img.mode == "I" and a.size and a.max() > 255):
+        a = a * (255.0 / 65535.0)
+    elif img.mode == "F" and a.size and a.min() >= 0 and a.max() <= 1:
+        a = a * 255.0
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), mode="L")
+
+
 def read_image_file(path: str | Path, mode: str | None = None):
     """Open and fully decode the image `path` (converted to `mode`, e.g. 'L' or 'RGB', when given).
 
+    Grayscale images deeper than 8 bits (16-bit PNGs...) are scaled to 8 bits first (`to_8bit`).
     Raises `FileNotFoundError` for a missing file and `DataFormatError` naming the file when it cannot be
     decoded (not an image, truncated, unsupported format).
     """
@@ -52,6 +77,7 @@ def read_image_file(path: str | Path, mode: str | None = None):
     try:
         with Image.open(path) as img:
             img.load()
+            img = to_8bit(img)
             return img.convert(mode) if mode is not None and img.mode != mode else img.copy()
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise DataFormatError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None

@@ -1,23 +1,29 @@
 """Image transforms: item transforms on PIL images, batch transforms on whole batches on the device.
 
-Item transforms (`Resize`, `CenterCrop`, `RandomResizedCrop`) run once per image where the image
-is read (in a loader worker, or once when a folder is loaded into memory). They are called as
-`tfm(img, rng=None, train=True)`: `rng` is a `random.Random` drawn per item, so random crops
-depend only on `(seed, epoch, item)`, whatever the number of workers; with `train=False` random
-transforms fall back to their deterministic validation form.
+Item transforms (`Resize`, `CenterCrop`, `RandomResizedCrop`, `RandomCrop`, `Pad`, `Grayscale`,
+`Lambda`) run once per image where the image is read (in a loader worker, or once when a folder is
+loaded into memory). They are called as `tfm(img, rng=None, train=True)`: `rng` is a `random.Random`
+drawn per item, so random crops depend only on `(seed, epoch, item)`, whatever the number of workers;
+with `train=False` random transforms fall back to their deterministic validation form.
 
 Batch transforms (`Flip`, `PadCrop`, `Rotate`, `ColorJitter`, `Normalize`) take a float batch
 `N×C×H×W` on any device and return one of the same shape and dtype. Random parameters are drawn
 from a seeded CPU `torch.Generator` (a few numbers per item) and moved to the batch's device, so
 nothing synchronises with the device and a fixed seed gives the same augmentation everywhere.
+
+Each batch transform says whether test-time augmentation may use it (`tta`, settable per instance:
+`Flip(tta=False)`); `tta_transforms(tfms)` keeps the augmentations that allow it. `augment_preset(name,
+size)` builds the named presets (`AUGMENT_PRESETS`), `crop` being pad-and-crop without flips.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -93,6 +99,8 @@ class CenterCrop(ItemTransform):
 class RandomResizedCrop(ItemTransform):
     """Training: cut a random region covering `scale` of the area with aspect ratio in `ratio`, resize to `size`.
 
+    As in torchvision, `scale` may go above 1 (the notes use `scale=(0.8, 1.1)`): a drawn region that
+    does not fit in the image is drawn again, and after 10 misses the validation form is used.
     Validation (`train=False`): `Resize(size, 'crop')`, the centre of the image.
     """
 
@@ -100,8 +108,10 @@ class RandomResizedCrop(ItemTransform):
 
     def __init__(self, size: int | Sequence[int], scale: tuple[float, float] = (0.35, 1.0),
                  ratio: tuple[float, float] = (3 / 4, 4 / 3), resample: int = Image.BILINEAR):
-        if not 0 < scale[0] <= scale[1] <= 1:
-            raise ValueError(f"RandomResizedCrop: scale must satisfy 0 < min <= max <= 1, got {scale}")
+        if not 0 < scale[0] <= scale[1]:
+            raise ValueError(f"RandomResizedCrop: scale must satisfy 0 < min <= max, got {scale}")
+        if not 0 < ratio[0] <= ratio[1]:
+            raise ValueError(f"RandomResizedCrop: ratio must satisfy 0 < min <= max, got {ratio}")
         self.size, self.scale, self.ratio, self.resample = _size2(size), tuple(scale), tuple(ratio), resample
 
     def __call__(self, img: Image.Image, rng: random.Random | None = None, train: bool = True) -> Image.Image:
@@ -122,6 +132,122 @@ class RandomResizedCrop(ItemTransform):
         return Resize(self.size, "crop", self.resample)(img)
 
 
+class RandomCrop(ItemTransform):
+    """Training: cut a `size` region at a random position (no padding); validation: the centre region.
+
+    An image smaller than `size` is an error naming both sizes, unless `pad_if_needed` pads it first
+    (with black, or `fill`). For the CIFAR recipe (pad, then crop back) use the batch transform `PadCrop`.
+    """
+
+    random = True
+
+    def __init__(self, size: int | Sequence[int], pad_if_needed: bool = False, fill: int | Sequence[int] = 0):
+        self.size, self.pad_if_needed, self.fill = _size2(size), pad_if_needed, fill
+
+    def __call__(self, img: Image.Image, rng: random.Random | None = None, train: bool = True) -> Image.Image:
+        h, w = self.size
+        iw, ih = img.size
+        if iw < w or ih < h:
+            if not self.pad_if_needed:
+                raise ValueError(f"RandomCrop: image is {iw}×{ih} (w×h), smaller than the crop {w}×{h}; "
+                                 "resize it first or pass pad_if_needed=True")
+            dw, dh = max(0, w - iw), max(0, h - ih)
+            img = Pad((dw // 2, dh // 2, dw - dw // 2, dh - dh // 2), fill=self.fill)(img)
+            iw, ih = img.size
+        if train:
+            rng = rng if rng is not None else random.Random()
+            left, top = rng.randint(0, iw - w), rng.randint(0, ih - h)
+        else:
+            left, top = (iw - w) // 2, (ih - h) // 2
+        return img.crop((left, top, left + w, top + h))
+
+
+_PAD_MODES = {"constant": "constant", "edge": "edge", "reflect": "reflect", "symmetric": "symmetric"}
+
+
+def _padding4(padding: int | Sequence[int]) -> tuple[int, int, int, int]:
+    """`(left, top, right, bottom)` from an int, a `(left/right, top/bottom)` pair or a 4-tuple (torchvision's)."""
+    if isinstance(padding, int):
+        p = (padding,) * 4
+    elif len(padding) == 2:
+        p = (padding[0], padding[1], padding[0], padding[1])
+    elif len(padding) == 4:
+        p = tuple(padding)
+    else:
+        raise ValueError(f"Pad: padding must be an int, 2 or 4 values, got {padding!r}")
+    if any(int(v) != v or v < 0 for v in p):
+        raise ValueError(f"Pad: padding values must be whole numbers >= 0, got {padding!r}")
+    return tuple(int(v) for v in p)  # type: ignore[return-value]
+
+
+class Pad(ItemTransform):
+    """Pad the image's borders, as torchvision's `Pad(padding, fill, padding_mode)`.
+
+    `padding`: an int (all sides), `(left/right, top/bottom)` or `(left, top, right, bottom)`.
+    `padding_mode`: 'constant' (with `fill`, a grey level or an RGB triple; default black), 'edge'
+    (repeat the border pixels), 'reflect' (mirror without the border pixel), 'symmetric' (with it).
+    """
+
+    def __init__(self, padding: int | Sequence[int], fill: int | Sequence[int] = 0, padding_mode: str = "constant"):
+        if padding_mode not in _PAD_MODES:
+            raise ValueError(f"Pad: padding_mode must be one of {sorted(_PAD_MODES)}, got {padding_mode!r}")
+        self.padding, self.fill, self.padding_mode = _padding4(padding), fill, padding_mode
+
+    def out_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        left, top, right, bottom = self.padding
+        return size[0] + top + bottom, size[1] + left + right
+
+    def __call__(self, img: Image.Image, rng: random.Random | None = None, train: bool = True) -> Image.Image:
+        left, top, right, bottom = self.padding
+        if not any(self.padding):
+            return img
+        iw, ih = img.size
+        if self.padding_mode == "constant":
+            fill = tuple(self.fill) if isinstance(self.fill, (list, tuple)) else self.fill
+            if img.mode == "L" and isinstance(fill, tuple):
+                raise ValueError(f"Pad: fill {fill} is a colour but the image is grayscale; give one grey level")
+            out = Image.new(img.mode, (iw + left + right, ih + top + bottom), fill)
+            out.paste(img, (left, top))
+            return out
+        a = np.asarray(img)
+        widths = ((top, bottom), (left, right)) + (((0, 0),) if a.ndim == 3 else ())
+        return Image.fromarray(np.pad(a, widths, mode=_PAD_MODES[self.padding_mode]), mode=img.mode)
+
+
+class Grayscale(ItemTransform):
+    """Convert to gray (ITU-R 601 luma, as PIL and torchvision): one channel, or the gray copied to 3."""
+
+    def __init__(self, num_output_channels: int = 1):
+        if num_output_channels not in (1, 3):
+            raise ValueError(f"Grayscale: num_output_channels must be 1 or 3, got {num_output_channels}")
+        self.num_output_channels = num_output_channels
+
+    def __call__(self, img: Image.Image, rng: random.Random | None = None, train: bool = True) -> Image.Image:
+        gray = img.convert("L")
+        return gray if self.num_output_channels == 1 else gray.convert("RGB")
+
+
+class Lambda(ItemTransform):
+    """A function as a transform: `Lambda(fn)` calls `fn(x)` (torchvision's `Lambda`).
+
+    As an item transform `x` is a PIL image; in a batch pipeline it is the `N×C×H×W` batch. It is not an
+    augmentation for test-time augmentation unless `augment=True, tta=True` say so.
+    """
+
+    order: int = 0
+
+    def __init__(self, fn: Callable[[Any], Any], augment: bool = False, tta: bool = False):
+        if not callable(fn):
+            raise TypeError(f"Lambda: expected a function, got {type(fn).__name__}")
+        self.fn, self.augment, self.tta = fn, augment, tta
+
+    def __call__(self, x: Any, rng: random.Random | None = None, train: bool = True) -> Any:
+        return self.fn(x)
+
+    def __repr__(self) -> str:
+        return f"Lambda({getattr(self.fn, '__name__', repr(self.fn))})"
+
+
 def apply_item_tfms(img: Image.Image, tfms: Iterable[ItemTransform], rng: random.Random | None = None,
                     train: bool = True) -> Image.Image:
     """Apply item transforms in order."""
@@ -130,13 +256,19 @@ def apply_item_tfms(img: Image.Image, tfms: Iterable[ItemTransform], rng: random
     return img
 
 
-def final_size(tfms: Sequence[ItemTransform]) -> tuple[int, int] | None:
-    """The `(h, w)` every image has after `tfms`, when the last sizing transform fixes it."""
-    for tfm in reversed(list(tfms)):
-        size = getattr(tfm, "size", None)
-        if size is not None:
-            return size
-    return None
+def final_size(tfms: Sequence[ItemTransform], size: tuple[int, int] | None = None) -> tuple[int, int] | None:
+    """The `(h, w)` images of size `size` (`None`: unknown) have after `tfms`, or `None` when it is not known.
+
+    Sizing transforms (a `size` attribute) fix it; `Pad` adds to a known size; a `Lambda` makes it unknown.
+    """
+    for tfm in tfms:
+        if isinstance(tfm, Lambda):
+            size = None
+        elif hasattr(tfm, "out_size"):
+            size = tfm.out_size(size) if size is not None else None
+        elif getattr(tfm, "size", None) is not None:
+            size = tuple(tfm.size)
+    return size
 
 
 # --------------------------------------------------------------------------- batch transforms (tensors)
@@ -160,16 +292,23 @@ class BatchTransform:
     """Base class of batch transforms: `tfm(x) -> x` on an `N×C×H×W` batch, same shape and dtype.
 
     `order` sorts transforms in a pipeline (lower first). Random ones draw from `self.generator`.
+    `augment`: a random augmentation (not a fixed step such as `Normalize`).
+    `tta`: test-time augmentation may apply it, i.e. it keeps the label (class default `True`; pass
+    `tta=False`, or set the attribute, for e.g. a flip on digits). See `tta_transforms`.
     """
 
     order: int = 0
     augment: bool = True
+    tta: bool = True
 
-    def __init__(self, p: float = 1.0, seed: int | None = None, generator: torch.Generator | None = None):
+    def __init__(self, p: float = 1.0, seed: int | None = None, generator: torch.Generator | None = None,
+                 tta: bool | None = None):
         if not 0 <= p <= 1:
             raise ValueError(f"{type(self).__name__}: p must be in [0, 1], got {p}")
         self.p = p
         self.generator = make_generator(seed, generator)
+        if tta is not None:
+            self.tta = bool(tta)
 
     def _uniform(self, n: int, lo: float, hi: float, device) -> Tensor:
         return (torch.rand(n, generator=self.generator) * (hi - lo) + lo).to(device, non_blocking=True)
@@ -191,8 +330,8 @@ class Flip(BatchTransform):
     order = 10
 
     def __init__(self, p: float = 0.5, axis: str = "horizontal", seed: int | None = None,
-                 generator: torch.Generator | None = None):
-        super().__init__(p, seed, generator)
+                 generator: torch.Generator | None = None, tta: bool | None = None):
+        super().__init__(p, seed, generator, tta)
         if axis not in ("horizontal", "vertical"):
             raise ValueError(f"Flip: axis must be 'horizontal' or 'vertical', got {axis!r}")
         self.axis = axis
@@ -207,19 +346,41 @@ class Flip(BatchTransform):
 class PadCrop(BatchTransform):
     """Pad by `padding` pixels on each side, then cut a random crop of the original size (the CIFAR recipe).
 
-    `mode`: 'reflect', 'replicate' or 'constant' (zeros). Each image gets its own offset.
+    `mode`: 'reflect', 'replicate' or 'constant'. Each image gets its own offset. With 'constant' the
+    border is the pixel value `fill` (default 0.0: black, like torchvision's `RandomCrop(padding=...)`),
+    also when batches are normalized: the loader tells the transform its `mean`/`std` (`set_stats`) and
+    the border becomes `(fill - mean) / std` per channel. `fill=None` pads with zeros in the batch's own
+    space instead (the mean colour of normalized batches).
     """
 
     order = 20
 
     def __init__(self, padding: int = 4, mode: str = "reflect", p: float = 1.0, seed: int | None = None,
-                 generator: torch.Generator | None = None):
-        super().__init__(p, seed, generator)
+                 generator: torch.Generator | None = None, fill: float | None = 0.0,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None, tta: bool | None = None):
+        super().__init__(p, seed, generator, tta)
         if padding < 0:
             raise ValueError(f"PadCrop: padding must be >= 0, got {padding}")
         if mode not in ("reflect", "replicate", "constant"):
             raise ValueError(f"PadCrop: mode must be 'reflect', 'replicate' or 'constant', got {mode!r}")
-        self.padding, self.mode = padding, mode
+        self.padding, self.mode, self.fill = padding, mode, fill
+        self.set_stats(mean, std)
+
+    def set_stats(self, mean: Sequence[float] | Tensor | None, std: Sequence[float] | Tensor | None) -> None:
+        """Normalization statistics of the batches this transform will see (`None`: values in [0, 1])."""
+        self.mean = None if mean is None else torch.as_tensor(mean, dtype=torch.float32).flatten()
+        self.std = None if std is None else torch.as_tensor(std, dtype=torch.float32).flatten()
+
+    def border_value(self, x: Tensor) -> Tensor | None:
+        """The constant border per channel (`1×C×1×1`) in the batch's space, or `None` for zeros."""
+        if self.fill is None or (self.fill == 0 and self.mean is None):
+            return None
+        fill = torch.full((1, x.shape[1], 1, 1), float(self.fill), device=x.device, dtype=x.dtype)
+        if self.mean is None:
+            return fill
+        mean = self.mean.to(x.device, x.dtype).view(1, -1, 1, 1)
+        std = self.std.to(x.device, x.dtype).view(1, -1, 1, 1)
+        return (fill - mean) / std
 
     def __call__(self, x: Tensor) -> Tensor:
         _check_batch(x, "PadCrop")
@@ -228,7 +389,11 @@ class PadCrop(BatchTransform):
             return x
         n, c, h, w = x.shape
         pad_mode = self.mode if self.mode != "reflect" or (p < h and p < w) else "replicate"
-        xp = F.pad(x, (p, p, p, p), mode=pad_mode)
+        border = self.border_value(x) if pad_mode == "constant" else None
+        if border is None:
+            xp = F.pad(x, (p, p, p, p), mode=pad_mode)
+        else:  # zero-pad the shifted batch, then shift back: the border becomes `border`
+            xp = F.pad(x - border, (p, p, p, p)) + border
         offsets = torch.randint(0, 2 * p + 1, (2, n), generator=self.generator)
         keep = torch.rand(n, generator=self.generator) >= self.p
         offsets[:, keep] = p  # items not augmented get the centre crop, i.e. themselves
@@ -240,16 +405,22 @@ class PadCrop(BatchTransform):
 
 
 class Rotate(BatchTransform):
-    """Rotate each image (with probability `p`) by an angle uniform in `[-max_deg, max_deg]` degrees.
+    """Rotate each image by an angle uniform in `[-max_deg, max_deg]` degrees.
 
+    `p` (default 0.5, as fastai's rotation) is the probability that an image is rotated at all; the
+    others pass unchanged. torchvision's `RandomRotation(degrees)` rotates every image: that is `p=1.0`.
     Uses `affine_grid` + `grid_sample` (bilinear), with `padding_mode` 'reflection', 'border' or 'zeros'.
     """
 
     order = 30
 
     def __init__(self, max_deg: float = 10.0, p: float = 0.5, padding_mode: str = "reflection",
-                 seed: int | None = None, generator: torch.Generator | None = None):
-        super().__init__(p, seed, generator)
+                 seed: int | None = None, generator: torch.Generator | None = None, tta: bool | None = None):
+        super().__init__(p, seed, generator, tta)
+        if max_deg < 0:
+            raise ValueError(f"Rotate: max_deg must be >= 0, got {max_deg}")
+        if padding_mode not in ("reflection", "border", "zeros"):
+            raise ValueError(f"Rotate: padding_mode must be 'reflection', 'border' or 'zeros', got {padding_mode!r}")
         self.max_deg, self.padding_mode = max_deg, padding_mode
 
     def __call__(self, x: Tensor) -> Tensor:
@@ -295,8 +466,8 @@ class ColorJitter(BatchTransform):
 
     def __init__(self, brightness: float = 0.2, contrast: float = 0.2, saturation: float = 0.2, hue: float = 0.0,
                  p: float = 1.0, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 seed: int | None = None, generator: torch.Generator | None = None):
-        super().__init__(p, seed, generator)
+                 seed: int | None = None, generator: torch.Generator | None = None, tta: bool | None = None):
+        super().__init__(p, seed, generator, tta)
         for name, v in dict(brightness=brightness, contrast=contrast, saturation=saturation).items():
             if not 0 <= v < 1:
                 raise ValueError(f"ColorJitter: {name} must be in [0, 1), got {v}")
@@ -361,6 +532,7 @@ class Normalize(BatchTransform):
 
     order = 90
     augment = False
+    tta = False
 
     def __init__(self, mean: Sequence[float] | Tensor, std: Sequence[float] | Tensor):
         self.p = 1.0
@@ -423,3 +595,41 @@ def apply_batch_tfms(x: Tensor, tfms: Iterable) -> Tensor:
     for tfm in sorted(tfms, key=lambda t: getattr(t, "order", 0)):
         x = tfm(x)
     return x
+
+
+def tta_transforms(tfms: Iterable) -> list:
+    """The transforms of a pipeline that test-time augmentation may use: augmentations marked `tta`.
+
+    Fixed steps (`Normalize`, a plain `Lambda`) and augmentations built with `tta=False` are left out, as
+    are plain functions (which say nothing about themselves). The order of `tfms` is kept.
+    """
+    return [t for t in tfms if getattr(t, "augment", False) and getattr(t, "tta", False)]
+
+
+AUGMENT_PRESETS = {
+    "none": "no augmentation",
+    "flip": "random horizontal flips",
+    "crop": "pad-and-crop by 10% of the size, no flips (for digits, text, anything a mirror changes)",
+    "standard": "flips + pad-and-crop by 10% of the size",
+    "heavy": "flips + pad-and-crop + rotations up to 10 degrees + colour jitter",
+}
+
+
+def augment_preset(name: str, size: int, seed: int = 0) -> list[BatchTransform]:
+    """The batch augmentations of preset `name` (see `AUGMENT_PRESETS`) for images `size` pixels wide.
+
+    Transform `i` of a preset is seeded with `seed + i` (flip, pad-and-crop, rotation, colour jitter).
+    """
+    if name not in AUGMENT_PRESETS:
+        raise ValueError(f"augment preset must be one of {sorted(AUGMENT_PRESETS)}, got {name!r}")
+    pad = max(1, size // 10)
+    if name == "none":
+        return []
+    if name == "crop":
+        return [PadCrop(padding=pad, seed=seed + 1)]
+    tfms: list[BatchTransform] = [Flip(seed=seed)]
+    if name in ("standard", "heavy"):
+        tfms.append(PadCrop(padding=pad, seed=seed + 1))
+    if name == "heavy":
+        tfms += [Rotate(10.0, seed=seed + 2), ColorJitter(seed=seed + 3)]
+    return tfms

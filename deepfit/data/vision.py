@@ -33,10 +33,18 @@ from .blocks import (
     parent_label,
     read_csv,
 )
-from .core import DataLoaders, TensorLoader, _epoch_seed, default_device, stats_on_device, to_model_input
+from .core import (
+    DataLoaders,
+    TensorLoader,
+    _epoch_seed,
+    default_device,
+    stats_on_device,
+    tell_stats,
+    to_model_input,
+)
 from .external import DataFormatError
 from .files import read_image_file
-from .transforms import IMAGENET_STATS, ItemTransform, apply_item_tfms, compute_stats, final_size
+from .transforms import IMAGENET_STATS, ItemTransform, apply_item_tfms, compute_stats
 
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
@@ -129,6 +137,7 @@ class ImageLoader:
         self.epoch = 0
         self.mean = None if mean is None else torch.as_tensor(mean, dtype=torch.float32)
         self.std = None if std is None else torch.as_tensor(std, dtype=torch.float32)
+        tell_stats(self.tfms, self.mean, self.std)
 
     @property
     def n(self) -> int:
@@ -289,19 +298,18 @@ class ImageDataLoaders:
         used = [*train_idx, *valid_idx]
         y[used] = cats.encode([labels[i] for i in used], items=[items[i] for i in used])
         device = torch.device(device) if device is not None else default_device()
-        size = final_size(item_tfms)
-        if size is None:
-            size = tuple(image_to_tensor(open_image(items[train_idx[0]], mode)).shape[1:])
-        n_ch = 1 if mode == "L" else 3
+        # the first training image after the item transforms fixes the channels and size of every item
+        probe = image_to_tensor(apply_item_tfms(open_image(items[train_idx[0]], mode), item_tfms, train=False))
+        n_ch, size = probe.shape[0], tuple(probe.shape[1:])
         if in_memory == "auto":
             in_memory = len(used) * n_ch * size[0] * size[1] <= max_memory
         val_bs = val_bs or bs * 2
         if in_memory:
-            x, y = _load_all([items[i] for i in used], item_tfms, mode, size), y[used]
+            x, y = _load_all([items[i] for i in used], item_tfms, mode, (n_ch, *size)), y[used]
             n_train = len(train_idx)
             sample = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))[:5000]
             mean, std = _resolve_stats(stats, lambda: compute_stats(x[sample]))
-            _tell_stats(batch_tfms, mean, std)
+            tell_stats(batch_tfms, mean, std)
             train = ImageTensorLoader(x, y, mode, item_tfms, bs=bs, shuffle=True, drop_last=drop_last, seed=seed,
                                       device=device, mean=mean, std=std, tfms=batch_tfms,
                                       indices=torch.arange(n_train))
@@ -319,7 +327,7 @@ class ImageDataLoaders:
                 return compute_stats(torch.stack([probe.image(i) for i in range(len(probe))]))
 
             mean, std = _resolve_stats(stats, compute)
-            _tell_stats(batch_tfms, mean, std)
+            tell_stats(batch_tfms, mean, std)
             common = dict(device=device, mean=mean, std=std, num_workers=num_workers)
             train = ImageLoader(train_ds, bs=bs, shuffle=True, drop_last=drop_last, seed=seed, tfms=batch_tfms,
                                 **common)
@@ -449,21 +457,15 @@ class ImageList(Sequence):
         return ImageDataLoaders.from_lists(self.items, labels, splitter=splitter, path=self.path, **kwargs)
 
 
-def _tell_stats(tfms: Sequence, mean, std) -> None:
-    for tfm in tfms:
-        if hasattr(tfm, "set_stats") and getattr(tfm, "mean", None) is None:
-            tfm.set_stats(mean, std)
-
-
-def _load_all(items: Sequence[Path], item_tfms, mode: str, size) -> Tensor:
+def _load_all(items: Sequence[Path], item_tfms, mode: str, shape: tuple[int, int, int]) -> Tensor:
     """Decode the images into one uint8 tensor `N×C×H×W` (validation form of the item transforms)."""
-    n_ch = 1 if mode == "L" else 3
-    x = torch.empty(len(items), n_ch, *size, dtype=torch.uint8)
+    x = torch.empty(len(items), *shape, dtype=torch.uint8)
     for i, path in enumerate(items):
         t = image_to_tensor(apply_item_tfms(open_image(path, mode), item_tfms, train=False))
-        if tuple(t.shape[1:]) != tuple(size):
-            raise ImageReadError(f"{path}: image is {t.shape[2]}×{t.shape[1]} (w×h) after item transforms but "
-                                 f"others are {size[1]}×{size[0]}; add an item transform such as Resize(size)")
+        if tuple(t.shape) != tuple(shape):
+            raise ImageReadError(f"{path}: image is {t.shape[2]}×{t.shape[1]} (w×h) with {t.shape[0]} channel(s) "
+                                 f"after item transforms but others are {shape[2]}×{shape[1]} with {shape[0]}; "
+                                 "add an item transform such as Resize(size)")
         x[i] = t
     return x
 

@@ -1,13 +1,15 @@
 """Tokenizer throughput (tokens/s) on the whole fortunes corpus, with 1 and 2 worker processes.
 
-Uses `deepfit.text.Tokenizer` with the default rules (spaCy `blank('en')` tokenizer). spaCy is loaded before
-timing; no cache. Checks that every worker count gives the same tokens. With `--fastai-python PATH`, the same
-texts also go through fastai's `tokenize_texts` (fastai v2, `WordTokenizer`, its default rules) in that
-interpreter (a separate environment where fastai is installed), for a side-by-side speed ratio and the share
-of texts whose token sequences are identical (`xxbos`/`xxeos` ignored, since fastai adds no `xxeos`).
+Uses `deepfit.text.Tokenizer` (spaCy `blank('en')` tokenizer) with each rule set asked for: `notes` (the
+default rules, as in the course notes: casing per spaCy token, every token lowercased) and `fastai`
+(`Tokenizer.fastai()`: fastai v2's rules). spaCy is loaded before timing; no cache. Checks that every worker
+count gives the same tokens. With `--fastai-python PATH`, the same texts also go through fastai's
+`tokenize_texts` (fastai v2, `WordTokenizer`, its default rules) in that interpreter (a separate environment
+where fastai is installed), for a side-by-side speed ratio and, for each deepfit rule set, the share of texts
+whose token sequences are identical (`xxbos`/`xxeos` ignored, since fastai adds no `xxeos`).
 
-    python benchmarks/tokenizer_throughput.py [--workers 1,2] [--chunksize 500] [--max-texts N]
-        [--fastai-python /path/to/venv/bin/python] [--json]
+    python benchmarks/tokenizer_throughput.py [--workers 1,2] [--rules notes,fastai] [--chunksize 500]
+        [--max-texts N] [--fastai-python /path/to/venv/bin/python] [--json]
 """
 
 from __future__ import annotations
@@ -53,14 +55,23 @@ def strip_bos_eos(tokens: list[str]) -> list[str]:
     return [t for t in tokens if t not in (BOS, EOS)]
 
 
+RULE_SETS = {"notes": Tokenizer, "fastai": Tokenizer.fastai}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    p.add_argument("--rules", default="notes,fastai", help="comma-separated deepfit rule sets: notes, fastai")
     p.add_argument("--chunksize", type=int, default=500)
     p.add_argument("--max-texts", type=int, default=None, help="only the first N texts (quick runs)")
     p.add_argument("--fastai-python", default=None, help="an interpreter where fastai is importable")
     p.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = p.parse_args(argv)
+    workers = [int(w) for w in args.workers.split(",")]
+    rule_sets = args.rules.split(",")
+    for r in rule_sets:
+        if r not in RULE_SETS:
+            p.error(f"unknown rule set {r!r} (choose from {', '.join(RULE_SETS)})")
 
     items = fortunes_texts()
     texts = items.texts[:args.max_texts] if args.max_texts else items.texts
@@ -68,36 +79,41 @@ def main(argv: list[str] | None = None) -> None:
     print(f"fortunes: {len(texts)} texts, {n_chars} characters")
     Tokenizer().tokenize1("warm up: load spaCy before timing")
 
-    results, reference = [], None
-    for n in [int(w) for w in args.workers.split(",")]:
-        tok = Tokenizer(n_workers=n, chunksize=args.chunksize, progress=False)
-        start = time.perf_counter()
-        toks = tok(texts)
-        seconds = time.perf_counter() - start
-        n_tokens = sum(len(t) for t in toks)
-        if reference is None:
-            reference = toks
-        elif toks != reference:
-            raise RuntimeError(f"{n} workers gave different tokens than {results[0]['workers']}")
-        results.append({"tokenizer": "deepfit", "workers": n, "seconds": seconds, "tokens": n_tokens,
-                        "tokens_per_s": n_tokens / seconds})
+    results, tokens_of = [], {}
+    for rules in rule_sets:
+        for n in workers:
+            tok = RULE_SETS[rules](n_workers=n, chunksize=args.chunksize, progress=False)
+            start = time.perf_counter()
+            toks = tok(texts)
+            seconds = time.perf_counter() - start
+            n_tokens = sum(len(t) for t in toks)
+            if rules not in tokens_of:
+                tokens_of[rules] = toks
+            elif toks != tokens_of[rules]:
+                raise RuntimeError(f"rules {rules}: {n} workers gave different tokens than {workers[0]}")
+            results.append({"tokenizer": f"deepfit ({rules} rules)", "rules": rules, "workers": n,
+                            "seconds": seconds, "tokens": n_tokens, "tokens_per_s": n_tokens / seconds})
 
     if args.fastai_python:
-        for n in [int(w) for w in args.workers.split(",")]:
+        for n in workers:
             out = run_fastai(args.fastai_python, texts, n)
             fa_toks = out["tokens"]
             n_tokens = sum(len(t) for t in fa_toks)
-            same = sum(strip_bos_eos(a) == strip_bos_eos(b) for a, b in zip(reference, fa_toks)) / len(texts)
-            ours = next(r for r in results if r["tokenizer"] == "deepfit" and r["workers"] == n)
-            results.append({"tokenizer": "fastai", "workers": n, "seconds": out["seconds"], "tokens": n_tokens,
-                            "tokens_per_s": n_tokens / out["seconds"], "identical_share": same,
-                            "deepfit_speed_ratio": ours["tokens_per_s"] / (n_tokens / out["seconds"])})
+            fa_speed = n_tokens / out["seconds"]
+            row = {"tokenizer": "fastai", "workers": n, "seconds": out["seconds"], "tokens": n_tokens,
+                   "tokens_per_s": fa_speed}
+            for rules, ours in tokens_of.items():
+                same = sum(strip_bos_eos(a) == strip_bos_eos(b) for a, b in zip(ours, fa_toks)) / len(texts)
+                mine = next(r for r in results if r.get("rules") == rules and r["workers"] == n)
+                mine["identical_to_fastai"] = same
+                mine["speed_ratio_vs_fastai"] = mine["tokens_per_s"] / fa_speed
+            results.append(row)
 
-    print("\n| tokenizer | processes | tokens | seconds | tokens/s | identical to deepfit | deepfit speed ratio |")
+    print("\n| tokenizer | processes | tokens | seconds | tokens/s | texts identical to fastai | speed vs fastai |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
-        same = f"{r['identical_share']:.1%}" if "identical_share" in r else "-"
-        ratio = f"{r['deepfit_speed_ratio']:.2f}x" if "deepfit_speed_ratio" in r else "-"
+        same = f"{r['identical_to_fastai']:.1%}" if "identical_to_fastai" in r else "-"
+        ratio = f"{r['speed_ratio_vs_fastai']:.2f}x" if "speed_ratio_vs_fastai" in r else "-"
         print(f"| {r['tokenizer']} | {r['workers']} | {r['tokens']} | {r['seconds']:.2f} | {r['tokens_per_s']:,.0f} "
               f"| {same} | {ratio} |")
     if args.json:

@@ -171,6 +171,15 @@ class Tokenizer:
         kwargs.setdefault("post_rules", [])
         return cls(tok=CharTokenizer(), **kwargs)
 
+    @classmethod
+    def fastai(cls, **kwargs) -> Tokenizer:
+        """A spaCy word tokenizer with fastai v2's rules (`fastai_rules`): the same tokens as fastai."""
+        from .fastai_rules import FASTAI_POST_RULES, FASTAI_PRE_RULES
+
+        kwargs.setdefault("pre_rules", FASTAI_PRE_RULES)
+        kwargs.setdefault("post_rules", FASTAI_POST_RULES)
+        return cls(**kwargs)
+
     def tokenize1(self, text: str) -> list[str]:
         """Tokens of one text."""
         return _tokenize_chunk((self.tok, self.pre_rules, self.post_rules, [text]))[0]
@@ -251,7 +260,7 @@ def _expand(tokens: Sequence[str], unk: str, capitalize_i: bool) -> list[str]:
     def word(t: str) -> str:
         if t == UNK:
             return unk
-        return "I" if capitalize_i and t == "i" else t
+        return "I" if capitalize_i and t == "i" else t.replace("▁", " ")  # fastai writes spaces as ▁
 
     while i < n:
         t = tokens[i]

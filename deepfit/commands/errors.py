@@ -1,6 +1,23 @@
-"""Turning an unexpected exception into the CLI's one-line error and a hint."""
+"""The CLI's errors: one line `deepfit: error: ...` plus a hint; exit status 2 for usage errors, 1 for failures."""
 
 from __future__ import annotations
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class CLIError(Exception):
+    """A failure reported as one line `deepfit: error: ...`, with an optional hint line; `code` is the exit status."""
+
+    def __init__(self, message: str, hint: str | None = None, code: int = EXIT_FAILURE):
+        super().__init__(message)
+        self.hint, self.code = hint, code
+
+
+class UsageError(CLIError):
+    """A bad argument or option (exit status 2)."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message, hint, EXIT_USAGE)
 
 
 def describe(e: BaseException) -> tuple[str, str | None]:

@@ -3,160 +3,77 @@
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
-from typing import Any
 
-from .common import (
-    EXPORT_DIR,
-    CLIError,
-    UsageError,
-    best_valid,
-    existing_run_dir,
-    find_lr,
-    finish_run,
-    format_metrics,
-    new_run_dir,
-    options_from_config,
-    phases_plan,
-    precision_cb,
-    print_artifacts,
-    read_config,
-    say,
-    seed_everything,
-    train_phases,
-    write_config,
-    write_results,
-)
-from .text_data import VOCAB_FILE, build_vocab, make_tokenizer, read_corpus, sample, save_vocab, split
+from ..learner.learner import Learner
+from ..learner.metrics import Perplexity
+from ..models.registry import get_model
+from ..rng import seed_everything
+from ..run import RunDir
+from ..text.callbacks import RNNResetCallback
+from ..text.generate import generate
+from ..text.learner import language_model_learner
+from ..text.losses import FlatCrossEntropyLoss
+from .errors import UsageError
+from .export import load_export
+from .models import check_arch
+from .text_data import lm_data, save_vocab
+from .training import TrainJob, lr_find_into, precision_callbacks, say, train
 
-CHAR_ARCHS = {"char_rnn": "char_seq_rnn", "char_gru": "char_seq_gru", "char_lstm": "char_seq_lstm"}
 ENCODER_NAME = "encoder"
-
-
-# ---------------------------------------------------------------------------------------------- language models
-def _lm_data(args: argparse.Namespace, text: str | None):
-    from ..text.loaders import lm_loaders
-
-    texts = sample(read_corpus(text), args.max_texts, args.seed)
-    if len(texts) < 2:
-        raise UsageError(f"TEXT '{text}' holds a single text: nothing to hold out for validation",
-                         hint="give more texts (paragraphs, files or fortune entries)")
-    kind = args.tokenizer or ("char" if args.arch in CHAR_ARCHS else "word")
-    tokenizer = make_tokenizer(kind)
-    tokens = tokenizer(texts)
-    train_idx, valid_idx = split(len(tokens), args.valid_pct, args.seed)
-    vocab = build_vocab([tokens[i] for i in train_idx], kind, args.max_vocab, args.min_freq)
-    ids = [vocab.numericalize(t) for t in tokens]
-    n_train_tok = sum(len(ids[i]) for i in train_idx)
-    if n_train_tok < args.bs * 3:
-        raise UsageError(f"TEXT '{text}' is too short: {n_train_tok} training tokens for --bs {args.bs}",
-                         hint="give more text or a smaller --bs")
-    dls = lm_loaders([ids[i] for i in train_idx], [ids[i] for i in valid_idx], bs=args.bs, bptt=args.bptt,
-                     seed=args.seed, vocab=vocab)
-    dls.tokenizer = tokenizer
-    desc = f"{text} ({len(texts)} texts, {n_train_tok} training tokens, {kind} vocabulary of {len(vocab)})"
-    return dls, vocab, kind, desc
-
-
-def _lm_learner(args: argparse.Namespace, dls, vocab, lr: float):
-    from ..learner.text import language_model_learner
-
-    cbs = [c for c in [precision_cb(args.precision)] if c is not None]
-    if args.arch == "awd_lstm":
-        cfg = dict(emb_sz=args.emb_sz, n_hid=args.n_hid, n_layers=args.n_layers)
-        learn = language_model_learner(dls, config=cfg, drop_mult=args.drop_mult, lr=lr, cbs=cbs)
-        learn.export_arch = "awd_lstm_lm"
-        return learn
-    from ..learner import Learner
-    from ..learner.metrics import Perplexity
-    from ..models import get_model
-    from ..text.callbacks import RNNResetCallback
-    from ..text.losses import FlatCrossEntropyLoss
-
-    name = CHAR_ARCHS[args.arch]
-    kw: dict[str, Any] = dict(vocab_size=len(vocab), n_fac=args.emb_sz, n_hidden=args.n_hid)
-    if args.arch != "char_rnn":
-        kw["n_layers"] = args.n_layers
-    model = get_model(name, **kw)
-    learn = Learner(model, dls, loss_func=FlatCrossEntropyLoss(), metrics=[Perplexity()], lr=lr,
-                    cbs=[RNNResetCallback(), *cbs])
-    learn.export_arch = None
-    return learn
 
 
 def cmd_train_lm(args: argparse.Namespace) -> int:
     """Train a language model and write a run folder (with the encoder for train-classifier --lm)."""
-    resuming = args.resume is not None
-    if resuming:
-        run_dir = existing_run_dir(args.resume)
-        config = read_config(run_dir)
-        args = options_from_config(config, "train-lm", args)
-        lr = config["resolved"]["lr"]
-    else:
-        lr = args.lr
     seed_everything(args.seed)
-    dls, vocab, kind, desc = _lm_data(args, args.text)
-    learn = _lm_learner(args, dls, vocab, lr if lr != "auto" else 1e-3)
-    if args.quiet:
-        learn.remove_cb(learn.progress)
-    if not resuming:
-        run_dir = new_run_dir(args.out, args.name)
-    learn.path = run_dir
-    if not resuming:
-        if lr == "auto":
-            lr, _ = find_lr(learn, run_dir)
-        write_config(run_dir, "train-lm", args, {"lr": lr, "tokenizer": kind, "vocab_size": len(vocab),
-                                                  "data": desc, "device": str(dls.device),
-                                                  "n_params": sum(p.numel() for p in learn.model.parameters())})
-        save_vocab(run_dir, vocab, kind)
-    say(f"deepfit: training {args.arch} on {desc}; run folder {run_dir}")
-    start = time.perf_counter()
-    hparams = {"arch": args.arch, "lr": lr, "bs": args.bs, "bptt": args.bptt, "epochs": args.epochs,
-               "tokenizer": kind}
-    train_phases(learn, run_dir, phases_plan(0, args.epochs), lr, hparams, resuming)
-    train_time = time.perf_counter() - start
-    artifacts = finish_run(learn, run_dir, export_kwargs={"arch": learn.export_arch})
-    if args.arch == "awd_lstm":
-        artifacts["encoder"] = learn.save_encoder(ENCODER_NAME)
-    artifacts["vocabulary"] = run_dir / VOCAB_FILE
-    best = best_valid(learn)
-    say(f"validation (best model): {format_metrics(best)}  training time {train_time:.1f}s")
-    artifacts["results"] = write_results(run_dir, learn, train_time, {"valid_best": best})
-    if args.sample:
-        from ..text.generate import generate
+    dls, vocab, kind, desc = lm_data(args, args.text, char_model=args.arch != "awd_lstm")
+    learn = build_lm_learner(args, dls, vocab)
 
-        say("sample: " + generate(learn, _default_prompt(vocab, kind), args.sample, temperature=0.8, seed=args.seed,
-                                  vocab=vocab))
-    print_artifacts(run_dir, artifacts)
-    return 0
+    def after(learn, run: RunDir) -> dict:
+        if args.arch == "awd_lstm":
+            learn.save_encoder(ENCODER_NAME)
+        if args.sample:
+            say("sample: " + generate(learn, _default_prompt(vocab, kind), args.sample, temperature=0.8,
+                                      seed=args.seed, vocab=vocab))
+        return {}
+
+    job = TrainJob(learn, desc, title=args.arch, resolved={"tokenizer": kind, "vocab_size": len(vocab)},
+                   export_kwargs={"arch": learn.export_arch}, save_files=lambda run: save_vocab(run.path, vocab, kind),
+                   after=after)
+    return train(args, "train-lm", job)
+
+
+def build_lm_learner(args: argparse.Namespace, dls, vocab) -> Learner:
+    """An AWD-LSTM language model learner, or a char RNN/GRU/LSTM one, sized by the options."""
+    name = check_arch("train-lm", args.arch)
+    cbs = precision_callbacks(args.precision)
+    if args.arch == "awd_lstm":
+        cfg = dict(emb_sz=args.emb_sz, n_hid=args.n_hid, n_layers=args.n_layers)
+        learn = language_model_learner(dls, config=cfg, drop_mult=args.drop_mult, cbs=cbs)
+        learn.export_arch = name
+        return learn
+    model = get_model(name, vocab_sz=len(vocab), emb_sz=args.emb_sz, n_hid=args.n_hid, n_layers=args.n_layers)
+    learn = Learner(model, dls, loss_func=FlatCrossEntropyLoss(), metrics=[Perplexity()],
+                    cbs=[RNNResetCallback(), *cbs])
+    learn.export_arch = None
+    return learn
 
 
 def _default_prompt(vocab, kind: str) -> str:
     return "T" if kind == "char" and "T" in vocab.stoi else ("The" if kind == "word" else vocab.itos[-1])
 
 
-# ---------------------------------------------------------------------------------------------- generate, lr-find
 def cmd_generate(args: argparse.Namespace) -> int:
     """Sample text from a train-lm run's exported model."""
-    from ..learner.export import load_learner
-    from ..text.generate import generate
-
-    run_dir = existing_run_dir(args.run_dir)
-    folder = run_dir / EXPORT_DIR
-    if not folder.is_dir():
-        raise CLIError(f"'{run_dir}' has no {EXPORT_DIR}/ folder (the run did not finish)",
-                       hint=f"resume it with `deepfit train-lm --resume {run_dir}`")
-    config = read_config(run_dir)
+    run = RunDir.open(args.run_dir)
+    config = run.read_config()
     if config.get("command") != "train-lm":
-        raise UsageError(f"'{run_dir}' is a {config.get('command')} run, not a language model",
+        raise UsageError(f"'{run.path}' is a {config.get('command')} run, not a language model",
                          hint="give a folder written by deepfit train-lm")
-    inf = load_learner(folder)
-    text_spec = inf.spec["text"]
+    inf = load_export(run, resume_hint=f"deepfit train-lm --resume {run.path}")
     kind = config.get("resolved", {}).get("tokenizer", "word")
     try:
         out = generate(inf.model, args.prompt, args.n, temperature=args.temperature, top_k=args.top_k,
-                       seed=args.seed, vocab=text_spec["itos"], level=kind)
+                       seed=args.seed, vocab=inf.spec["text"]["itos"], level=kind)
     except ValueError as e:
         raise UsageError(str(e), hint="give a --prompt made of tokens the model knows") from None
     print(out)
@@ -166,17 +83,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_lr_find_text(args: argparse.Namespace) -> int:
     """`lr-find --task lm`: the learning-rate finder for a language model on TEXT."""
     args.arch = args.arch or "awd_lstm"
-    if args.arch not in ("awd_lstm", *CHAR_ARCHS):
-        raise UsageError(f"--arch {args.arch!r} is not a language model", hint="awd_lstm, char_lstm, char_gru or "
-                         "char_rnn")
+    check_arch("train-lm", args.arch)
     args.valid_pct, args.precision = 0.1, "fp32"
     seed_everything(args.seed)
-    dls, vocab, kind, desc = _lm_data(args, args.data)
-    learn = _lm_learner(args, dls, vocab, 1e-3)
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    learn.path = out
-    say(f"deepfit: lr_find for {args.arch} on {desc}")
-    lr, _ = find_lr(learn, out, num_it=args.num_it)
-    print(f"suggested lr: {lr:.3g}")
-    return 0
+    dls, vocab, kind, desc = lm_data(args, args.data, char_model=args.arch != "awd_lstm")
+    learn = build_lm_learner(args, dls, vocab)
+    learn.remove_cb(learn.progress)
+    return lr_find_into(learn, args.out, f"{args.arch} on {desc}", args.num_it)
+
+
+__all__ = ["ENCODER_NAME", "build_lm_learner", "cmd_generate", "cmd_lr_find_text", "cmd_train_lm"]

@@ -1,12 +1,18 @@
-"""Reading texts for the CLI: text files, folders and fortunes files; labelled texts; tokenizers and vocabularies."""
+"""The text data of `train-lm` and `train-classifier`: text files, folders and fortunes files, labelled texts,
+tokenizers and vocabularies, and the loaders built from them."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 from pathlib import Path
 
-from .common import CLIError, UsageError
+from ..text.datasets import fortunes_texts, read_text, split_fortunes, texts_from_csv, texts_from_folder
+from ..text.loaders import classifier_loaders, lm_loaders
+from ..text.tokenize import Tokenizer
+from ..text.vocab import Vocab
+from .errors import CLIError, UsageError
 
 SKIPPED_SUFFIXES = (".dat", ".u8", ".pt", ".pth", ".json", ".safetensors", ".png", ".jpg", ".jpeg", ".gz", ".zip")
 VOCAB_FILE = "vocab.json"
@@ -18,8 +24,6 @@ def _is_fortunes(content: str) -> bool:
 
 def texts_of_file(path: Path) -> list[str]:
     """A file's texts: fortune entries when it has `%` separator lines, else its paragraphs (or lines)."""
-    from ..text.datasets import read_text, split_fortunes
-
     content = read_text(path)
     if _is_fortunes(content):
         return split_fortunes(content)
@@ -65,14 +69,10 @@ def split(n: int, valid_pct: float, seed: int) -> tuple[list[int], list[int]]:
 
 
 def make_tokenizer(kind: str):
-    from ..text.tokenize import Tokenizer
-
     return Tokenizer.chars(progress=False) if kind == "char" else Tokenizer(progress=False)
 
 
 def build_vocab(tokens: list[list[str]], kind: str, max_vocab: int, min_freq: int):
-    from ..text.vocab import Vocab
-
     return Vocab.build(tokens, max_vocab=max_vocab, min_freq=1 if kind == "char" else min_freq)
 
 
@@ -84,8 +84,6 @@ def save_vocab(run_dir: Path, vocab, tokenizer_kind: str) -> Path:
 
 
 def load_vocab(run_dir: Path):
-    from ..text.vocab import Vocab
-
     path = run_dir / VOCAB_FILE
     if not path.exists():
         raise CLIError(f"'{run_dir}' has no {VOCAB_FILE}", hint="give a run folder written by deepfit train-lm")
@@ -95,8 +93,6 @@ def load_vocab(run_dir: Path):
 
 def read_labelled(data: str | None):
     """`TextItems` of DATA: class subfolders of .txt files, a fortunes folder (a file per class), or a CSV."""
-    from ..text.datasets import fortunes_texts, texts_from_csv, texts_from_folder
-
     if data is None:
         raise UsageError("missing DATA", hint="give a folder of class subfolders, a fortunes folder or a CSV file")
     path = Path(data)
@@ -116,3 +112,56 @@ def read_labelled(data: str | None):
         raise UsageError(f"DATA '{path}' has {len(set(items.labels))} class(es); a classifier needs at least 2",
                          hint="one subfolder (or fortunes file) per class")
     return items
+
+
+def lm_data(args: argparse.Namespace, text: str | None, char_model: bool):
+    """Language-model loaders of TEXT; returns `(dls, vocab, tokenizer kind, description)`."""
+    texts = sample(read_corpus(text), args.max_texts, args.seed)
+    if len(texts) < 2:
+        raise UsageError(f"TEXT '{text}' holds a single text: nothing to hold out for validation",
+                         hint="give more texts (paragraphs, files or fortune entries)")
+    kind = args.tokenizer or ("char" if char_model else "word")
+    tokenizer = make_tokenizer(kind)
+    tokens = tokenizer(texts)
+    train_idx, valid_idx = split(len(tokens), args.valid_pct, args.seed)
+    vocab = build_vocab([tokens[i] for i in train_idx], kind, args.max_vocab, args.min_freq)
+    ids = [vocab.numericalize(t) for t in tokens]
+    n_train_tok = sum(len(ids[i]) for i in train_idx)
+    if n_train_tok < args.bs * 3:
+        raise UsageError(f"TEXT '{text}' is too short: {n_train_tok} training tokens for --bs {args.bs}",
+                         hint="give more text or a smaller --bs")
+    dls = lm_loaders([ids[i] for i in train_idx], [ids[i] for i in valid_idx], bs=args.bs, bptt=args.bptt,
+                     seed=args.seed, vocab=vocab)
+    dls.tokenizer = tokenizer
+    desc = f"{text} ({len(texts)} texts, {n_train_tok} training tokens, {kind} vocabulary of {len(vocab)})"
+    return dls, vocab, kind, desc
+
+
+def classifier_data(args: argparse.Namespace, lm_vocab=None, lm_kind: str | None = None):
+    """Classifier loaders of DATA (with a language model's vocabulary and tokenizer when given);
+    returns `(dls, vocab, tokenizer kind, description, validation texts)`."""
+    items = read_labelled(args.data)
+    texts, labels = items.texts, items.labels
+    if args.max_texts is not None and len(texts) > args.max_texts:
+        keep = sample(list(range(len(texts))), args.max_texts, args.seed)
+        texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+    classes = sorted(set(labels))
+    kind = lm_kind or args.tokenizer or "word"
+    tokenizer = make_tokenizer(kind)
+    tokens = tokenizer(texts)
+    train_idx, valid_idx = split(len(texts), args.valid_pct, args.seed)
+    vocab = lm_vocab if lm_vocab is not None else build_vocab([tokens[i] for i in train_idx], kind, args.max_vocab,
+                                                              args.min_freq)
+    ids = [vocab.numericalize(t) for t in tokens]
+    y = [classes.index(lbl) for lbl in labels]
+    dls = classifier_loaders([ids[i] for i in train_idx], [y[i] for i in train_idx], [ids[i] for i in valid_idx],
+                             [y[i] for i in valid_idx], bs=args.bs, pad_idx=pad_index(vocab), seed=args.seed,
+                             classes=classes)
+    dls.text_vocab, dls.tokenizer = vocab, tokenizer
+    desc = (f"{args.data} ({len(train_idx)} training, {len(valid_idx)} validation texts, classes: "
+            f"{', '.join(classes)})")
+    return dls, vocab, kind, desc, [texts[i] for i in valid_idx]
+
+
+def pad_index(vocab) -> int:
+    return vocab.pad_idx if vocab.pad_idx is not None else 1

@@ -1,0 +1,215 @@
+"""Training a built learner into a run folder: what every train-* command shares.
+
+A command builds its data and learner, says how to train and report them in a `TrainJob`, and calls `train`,
+which makes (or, with `--resume`, reopens and locks) the `RunDir`, resolves `--lr auto`, writes `config.json`,
+trains each `Phase` with logging and checkpoints, then keeps the best model, writes plots, reports, the export
+and `metrics.json`, and prints where everything is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..interpret.plots import plot_loss, plot_sched
+from ..learner.callbacks.csv_logger import CSVLogger
+from ..learner.callbacks.precision import MixedPrecision
+from ..learner.callbacks.training import SaveBestModel
+from ..learner.checkpoint import CheckpointCallback
+from ..run import BEST_NAME, LAST_NAME, METRICS_FILE, TENSORBOARD_DIR, Phase, RunDir
+from .errors import CLIError
+
+MAIN_PHASE = "checkpoint"  # the checkpoint prefix of the main phase (models/checkpoint_<n>.pt)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def precision_callbacks(precision: str) -> list:
+    """`[MixedPrecision]` for `--precision bf16/fp16`, `[]` for fp32."""
+    if precision == "fp32":
+        return []
+    return [MixedPrecision(torch.bfloat16 if precision == "bf16" else torch.float16)]
+
+
+@dataclass
+class TrainJob:
+    """What a train-* command hands to `train`: its learner, and how to train and report it."""
+
+    learn: Any
+    data: str  # the data, described for the first line and config.json
+    title: str  # what is trained, for the first line ("simple_cnn", "bilstm classifier (3 epochs)")
+    resolved: dict[str, Any] = field(default_factory=dict)  # more config.json "resolved" values
+    phases: list[Phase] | None = None  # default: one phase of --epochs
+    before_phase: Callable[[Phase], None] | None = None  # (un)freeze; also called before --lr auto
+    fit: Callable[..., None] | None = None  # fit(learn, n_epoch, lr, cbs, **kw); default fit_one_cycle
+    report: Callable[[Any, Path], Any] | None = None  # writes plots of the best model into the run folder
+    export_kwargs: dict[str, Any] = field(default_factory=dict)
+    export_loss: Any = None  # the loss the export records, when training used another
+    save_files: Callable[[RunDir], Any] | None = None  # more files of a new run (a vocabulary)
+    after: Callable[[Any, RunDir], dict[str, Any]] | None = None  # more results of the best model
+
+
+def train(args: argparse.Namespace, command: str, job: TrainJob) -> int:
+    """Train `job` into a new run folder (or continue `args.resume`) and report; returns the exit status."""
+    learn = job.learn
+    if args.quiet:
+        learn.remove_cb(learn.progress)
+    phases = job.phases or [Phase(MAIN_PHASE, args.epochs)]
+    resuming = args.resume is not None
+    run = RunDir.open(args.resume) if resuming else RunDir.create(args.out, args.name)
+    with run.lock():
+        learn.path = run.path
+        if resuming:
+            lr = run.read_config()["resolved"]["lr"]
+        else:
+            lr = _start(args, command, job, run, phases)
+        learn.lr = lr
+        say(f"deepfit: training {job.title} on {job.data}; run folder {run.path}")
+        start = time.perf_counter()
+        _train_phases(job, run, phases, lr, _hparams(args, lr), resuming)
+        train_time = time.perf_counter() - start
+        _finish(job, run)
+        results = {"valid_best": best_valid(learn)}
+        say(f"validation (best model): {format_metrics(results['valid_best'])}  training time {train_time:.1f}s")
+        if job.after is not None:
+            results.update(job.after(learn, run))
+        run.write_results({"history": learn.recorder.table(), "final": final_metrics(learn),
+                           "train_seconds": round(train_time, 2), **results})
+        print_artefacts(run)
+    return 0
+
+
+def _start(args: argparse.Namespace, command: str, job: TrainJob, run: RunDir, phases: list[Phase]) -> float:
+    """A new run: resolve `--lr auto` (in the first phase's state), write config.json and the job's files."""
+    learn = job.learn
+    if job.before_phase is not None:
+        job.before_phase(phases[0])
+    lr = find_lr(learn, run.path)[0] if args.lr == "auto" else args.lr
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "config") and not callable(v)}
+    resolved = {"lr": lr, **job.resolved, "data": job.data, "device": str(learn.dls.device),
+                "n_params": sum(p.numel() for p in learn.model.parameters())}
+    run.write_config(command, options, resolved)
+    if job.save_files is not None:
+        job.save_files(run)
+    return lr
+
+
+def _hparams(args: argparse.Namespace, lr: float) -> dict[str, Any]:
+    """The run's options as TensorBoard hyperparameters (plain values only)."""
+    flat = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool)) and k != "command"}
+    return {**flat, "lr": lr}
+
+
+def run_callbacks(run: RunDir, hparams: dict[str, Any], checkpoint_name: str) -> list:
+    """Logging and checkpoint callbacks of a phase: metrics.csv, TensorBoard, a checkpoint every epoch."""
+    cbs = [CSVLogger(run.file(METRICS_FILE), append=True),  # one file over every fit of the run
+           CheckpointCallback(every="epoch", keep_last=2, name=checkpoint_name)]
+    try:
+        import tensorboard  # noqa: F401 - optional
+
+        from ..learner.callbacks.tensorboard import TensorBoardCallback
+    except ImportError:
+        say("deepfit: note: tensorboard is not installed, no TensorBoard logs (pip install tensorboard)")
+    else:
+        cbs.append(TensorBoardCallback(log_dir=run.file(TENSORBOARD_DIR), hparams=hparams, n_misclassified=0))
+    return cbs
+
+
+def _train_phases(job: TrainJob, run: RunDir, phases: list[Phase], lr: float, hparams: dict[str, Any],
+                  resuming: bool) -> None:
+    """Train each pending phase; the best model of the last phase (by validation loss) is kept as best.pth."""
+    learn = job.learn
+    for i, phase, checkpoint in run.pending_phases(phases, resuming):
+        if job.before_phase is not None:
+            job.before_phase(phase)
+        cbs = run_callbacks(run, hparams, phase.name)
+        if i == len(phases) - 1:
+            cbs.append(SaveBestModel(monitor="valid_loss", fname=BEST_NAME, load_at_end=False))
+        kwargs = {"resume": checkpoint} if checkpoint is not None else {}
+        if checkpoint is not None:
+            say(f"resuming from {checkpoint}")
+        if phase.epochs == 0:
+            continue
+        if job.fit is not None:
+            job.fit(learn, phase.epochs, lr, cbs, **kwargs)
+        else:
+            learn.fit_one_cycle(phase.epochs, lr, cbs=cbs, **kwargs)
+
+
+def _finish(job: TrainJob, run: RunDir) -> None:
+    """Save the last checkpoint, load the best weights, write the plots and reports, export."""
+    learn = job.learn
+    learn.save(LAST_NAME)
+    if run.best_weights.exists():
+        learn.model.load_state_dict(torch.load(run.best_weights, map_location="cpu", weights_only=True))
+    if learn.recorder.values:
+        plot_loss(learn, run.file("losses.png"))
+        plot_sched(learn, run.file("lr_schedule.png"))
+    if job.report is not None:
+        job.report(learn, run.path)
+    loss = learn.loss_func
+    if job.export_loss is not None:
+        learn.loss_func = job.export_loss
+    try:
+        learn.export(run.export_dir, **job.export_kwargs)
+    finally:
+        learn.loss_func = loss
+
+
+def find_lr(learn, folder: Path | None, num_it: int = 100) -> tuple[float, Any]:
+    """Run lr_find (plot saved as `lr_find.png` in `folder`) and return the suggested rate and the result."""
+    plot = None if folder is None else Path(folder) / "lr_find.png"
+    n_batches = len(learn.dls.train)
+    res = learn.lr_find(num_it=min(num_it, max(n_batches * 4, 10)), plot=plot)
+    lr = res.steepest if math.isfinite(res.steepest) else res.minimum
+    if not math.isfinite(lr) or lr <= 0:
+        raise CLIError("lr_find found no usable learning rate (the loss never fell)",
+                       hint="give --lr explicitly, or check the data and model")
+    say(f"lr_find: steepest {res.steepest:.2e}, minimum/10 {res.minimum:.2e} -> using lr {lr:.2e}"
+        + (f" (plot: {res.plot_path})" if res.plot_path else ""))
+    return float(lr), res
+
+
+def lr_find_into(learn, out: str, what: str, num_it: int) -> int:
+    """`lr-find`: the finder's plot in the folder `out`, and the suggested rate printed."""
+    folder = Path(out).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    learn.path = folder
+    say(f"deepfit: lr_find for {what}")
+    lr, _ = find_lr(learn, folder, num_it=num_it)
+    print(f"suggested lr: {lr:.3g}")
+    return 0
+
+
+def best_valid(learn, dl=None) -> dict[str, float]:
+    """Loss and metrics of the model as it is now (the best one after training) on `dl` (default: validation)."""
+    values = learn.validate(dl)
+    names = ["loss"] + [m.name for m in learn.metrics]
+    return {n: float(v) for n, v in zip(names, values)}
+
+
+def final_metrics(learn) -> dict[str, float]:
+    """The last epoch's losses and metrics by name (empty before any epoch)."""
+    table = learn.recorder.table()
+    return {k: float(v) for k, v in table[-1].items() if k != "epoch"} if table else {}
+
+
+def format_metrics(values: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.4f}" for k, v in values.items())
+
+
+def print_artefacts(run: RunDir) -> None:
+    say(f"run folder: {run.path}")
+    artefacts = run.artefacts()
+    width = max(len(k) for k in artefacts)
+    for k, v in artefacts.items():
+        say(f"  {k.ljust(width)}  {v}")

@@ -1,0 +1,92 @@
+"""The image data of `train-vision` and `lr-find`: a folder of class subfolders or a built-in dataset."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.blocks import IMAGE_EXTENSIONS, get_image_files
+from ..data.builtin import fashion_mnist_loaders
+from ..data.transforms import ColorJitter, Flip, PadCrop, Resize, Rotate
+from ..data.vision import ImageDataLoaders, ImageReadError
+from .catalog import BUILTIN
+from .errors import CLIError, UsageError
+
+SHOWN_EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
+def augment_tfms(preset: str, size: int, seed: int) -> list:
+    """The batch transforms of an `--augment` preset for `size`-pixel images."""
+    if preset == "none":
+        return []
+    tfms: list[Any] = [Flip(seed=seed)]
+    if preset in ("standard", "heavy"):
+        tfms.append(PadCrop(padding=max(1, size // 10), seed=seed + 1))
+    if preset == "heavy":
+        tfms += [Rotate(10.0, seed=seed + 2), ColorJitter(seed=seed + 3)]
+    return tfms
+
+
+def build_vision_dls(args: argparse.Namespace, augment: bool = True):
+    """The `DataLoaders` for `args.data`; returns `(dls, description)`."""
+    data = args.data
+    if data is None:
+        raise UsageError("missing DATA", hint="give an image folder or 'fashion-mnist' (or --resume RUN_DIR)")
+    preset = args.augment if augment else "none"
+    if data in BUILTIN:
+        return _fashion_mnist(args, preset)
+    path = Path(data)
+    _check_folder(path)
+    item_tfms = [Resize(args.size)] if args.size else []
+    try:
+        dls = ImageDataLoaders.from_folder(path, valid_pct=args.valid_pct, seed=args.seed, item_tfms=item_tfms,
+                                           batch_tfms=augment_tfms(preset, args.size or 32, args.seed), bs=args.bs)
+    except ImageReadError as e:
+        if "others are" in str(e) and not args.size:
+            raise UsageError(f"images in '{path}' differ in size: {str(e).split(';')[0]}",
+                             hint="add --size N to resize (and centre-crop) every image to N×N") from None
+        raise
+    if args.n_train is not None:
+        dls.train = _subset_loader(dls.train, args.n_train, args.seed)
+    n_train, n_valid = len(dls.items[0]), len(dls.items[1])
+    if n_valid == 0:
+        raise UsageError(f"DATA folder '{path}' gives no validation images",
+                         hint="add a valid/ folder, more images, or a larger --valid-pct")
+    return dls, f"{path} ({n_train} training, {n_valid} validation images, classes: {', '.join(dls.vocab)})"
+
+
+def _fashion_mnist(args: argparse.Namespace, preset: str):
+    if args.size is not None and args.size != 28:
+        raise UsageError("--size applies to image folders; fashion-mnist images are 28×28")
+    try:
+        dls = fashion_mnist_loaders(bs=args.bs, seed=args.seed, n_train=args.n_train, n_valid=args.n_valid,
+                                    valid_pct=args.valid_pct if args.valid_pct is not None else 0.1,
+                                    tfms=augment_tfms(preset, 28, args.seed))
+    except FileNotFoundError as e:
+        raise CLIError(f"Fashion-MNIST is not available: {e}", hint="run `deepfit download fashion-mnist` "
+                       "(or install the Debian package dataset-fashion-mnist)") from None
+    return dls, f"fashion-mnist ({len(dls.train.indices)} training, {len(dls.valid.indices)} validation images)"
+
+
+def _check_folder(path: Path) -> None:
+    if not path.exists():
+        raise UsageError(f"DATA folder '{path}' does not exist",
+                         hint=f"give a folder of class subfolders holding images, or one of: {', '.join(BUILTIN)}")
+    if not path.is_dir():
+        raise UsageError(f"DATA '{path}' is not a folder",
+                         hint="give a folder whose subfolders (one per class) hold the images")
+    if not get_image_files(path, extensions=IMAGE_EXTENSIONS):
+        raise UsageError(f"DATA folder '{path}' has no images (looked for {', '.join(SHOWN_EXTENSIONS)})",
+                         hint="put the images in one subfolder per class, e.g. DATA/cat/1.png")
+
+
+def _subset_loader(dl, n: int, seed: int):
+    idx = getattr(dl, "indices", None)
+    if idx is None or not hasattr(dl, "new"):
+        raise UsageError("--n-train works only on folders small enough to load into memory")
+    g = torch.Generator().manual_seed(seed + 1)
+    keep = torch.as_tensor(idx)[torch.randperm(len(idx), generator=g)[:n]]
+    return dl.new(indices=keep)

@@ -1,0 +1,187 @@
+"""`deepfit train-vision`, `lr-find` and the commands that use a vision run (predict, summary, export)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from deepfit.cli import main
+from deepfit.learner.export import load_learner
+from deepfit.run import RunDir
+from tests.conftest import requires_fmnist
+from tests.helpers.cli import TINY, kill_after_first_epoch, metrics_rows, run
+
+VISION_FILES = ["config.json", "metrics.csv", "metrics.json", "models/best.pth", "models/last.pt",
+                "export/learner.json", "export/model.safetensors", "losses.png", "lr_schedule.png",
+                "confusion_matrix.png", "top_losses.png", "lr_find.png"]
+
+
+@requires_fmnist
+def test_train_vision_writes_every_file(vision_run):
+    for name in VISION_FILES:
+        assert (vision_run / name).is_file(), name
+    assert any((vision_run / "tensorboard").iterdir())
+    assert not (vision_run / ".lock").exists()  # released at the end
+    config = json.loads((vision_run / "config.json").read_text())
+    assert config["command"] == "train-vision"
+    assert config["options"]["mixup"] == 0.4 and config["options"]["lr"] == "auto"
+    assert config["resolved"]["lr"] > 0 and len(config["resolved"]["classes"]) == 10
+    assert config["rerun"].startswith("deepfit train-vision ")
+    assert [r["epoch"] for r in metrics_rows(vision_run)] == ["0"]
+    results = json.loads((vision_run / "metrics.json").read_text())
+    assert 0 <= results["valid_best"]["accuracy"] <= 1 and 0 <= results["valid_tta_accuracy"] <= 1
+
+
+@requires_fmnist
+def test_config_reruns_a_run_with_the_same_results(vision_run, tmp_path, capsys):
+    """`--config run/config.json` repeats the run (lr_find, MixUp, augmentation included): the same numbers."""
+    rc, out, err = run(capsys, "train-vision", "--config", vision_run / "config.json", "--out", tmp_path,
+                       "--name", "again")
+    assert rc == 0, err
+    again = tmp_path / "again"
+    first, second = (json.loads((d / "config.json").read_text()) for d in (vision_run, again))
+    assert second["resolved"]["lr"] == pytest.approx(first["resolved"]["lr"], rel=1e-6)
+    assert {k: v for k, v in second["options"].items() if k not in ("out", "name")} == \
+        {k: v for k, v in first["options"].items() if k not in ("out", "name")}
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (vision_run, again))
+    for key in ("train_loss", "valid_loss", "accuracy"):
+        assert b["history"][0][key] == pytest.approx(a["history"][0][key], rel=1e-5), key
+    assert b["valid_best"] == pytest.approx(a["valid_best"], rel=1e-5)
+
+
+@requires_fmnist
+def test_predict_matches_python_api(vision_run, png_dir, capsys):
+    images = sorted((png_dir / "valid").rglob("*.png"))[:3]
+    rc, out, err = run(capsys, "predict", vision_run, *images, "--json")
+    assert rc == 0, err
+    results = json.loads(out)
+    learn = load_learner(vision_run / "export")
+    for img, res in zip(images, results):
+        label, idx, probs = learn.predict(img)
+        assert res["prediction"] == label and res["index"] == idx
+        assert res["probability"] == pytest.approx(float(probs[idx]), abs=1e-6)
+    rc, out, _ = run(capsys, "predict", vision_run, images[0])
+    assert rc == 0 and out.split("\t")[1] == results[0]["prediction"]
+
+
+@requires_fmnist
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_summary_and_export(vision_run, capsys):
+    rc, out, _ = run(capsys, "summary", vision_run)
+    assert rc == 0
+    assert "valid_loss" in out and "simple_cnn" in out and "models/best.pth" in out
+    assert "validation with TTA: accuracy" in out and "--lr auto" in out  # metrics.json and the rerun line
+    rc, out, err = run(capsys, "export", vision_run, "--torchscript")
+    assert rc == 0, err
+    ts = torch.jit.load(str(vision_run / "export" / "model.torchscript.pt"))
+    assert ts(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+@requires_fmnist
+def test_export_onnx_gives_the_same_outputs(vision_run, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    rc, out, err = run(capsys, "export", vision_run, "--onnx")
+    assert rc == 0, err
+    path = vision_run / "export" / "model.onnx"
+    assert f"wrote {path}" in out
+    x = torch.randn(3, 1, 28, 28)
+    session = ort.InferenceSession(str(path))
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        want = load_learner(vision_run / "export").model(x)
+    torch.testing.assert_close(torch.from_numpy(got), want, rtol=1e-4, atol=1e-4)
+
+
+@requires_fmnist
+def test_a_second_writer_is_refused(vision_run, capsys):
+    with RunDir(vision_run).lock():
+        rc, _, err = run(capsys, "train-vision", "--resume", vision_run)
+        assert rc == 1
+        lines = err.strip().splitlines()
+        assert lines[0].startswith(f"deepfit: error: run folder '{vision_run}' is in use by process ")
+        assert lines[1].startswith("hint: wait for that run to finish")
+        rc, _, err = run(capsys, "export", vision_run, "--torchscript")
+        assert rc == 1 and "is in use by process" in err
+    assert not (vision_run / ".lock").exists()
+
+
+@requires_fmnist
+def test_resume_continues_a_killed_run(png_dir, tmp_path, capsys, monkeypatch):
+    args = ["train-vision", str(png_dir), "--epochs", "2", "--bs", "16", "--lr", "1e-2", "--quiet", "--out",
+            str(tmp_path)]
+    assert main([*args, "--name", "whole"]) == 0
+    with monkeypatch.context() as m:
+        kill_after_first_epoch(m)
+        rc, _, err = run(capsys, *args, "--name", "killed")
+    assert rc == 130 and "--resume" in err
+    killed = tmp_path / "killed"
+    assert [r["epoch"] for r in metrics_rows(killed)] == ["0"] and not (killed / "export").exists()
+    assert not (killed / ".lock").exists()  # an interrupted run lets go of its folder
+    rc, out, err = run(capsys, "train-vision", "--resume", killed)
+    assert rc == 0, err
+    assert "resuming from" in out
+    assert [r["epoch"] for r in metrics_rows(killed)] == ["0", "1"]
+    a = torch.load(tmp_path / "whole" / "models" / "last.pt", weights_only=True)["model"]
+    b = torch.load(killed / "models" / "last.pt", weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+@requires_fmnist
+def test_transfer_from_local_weights(png_dir, tmp_path, capsys, monkeypatch):
+    from deepfit.models import get_model
+
+    weights = tmp_path / "pretrained.pth"
+    torch.save(get_model("simple_cnn", c_in=1, n_out=5).state_dict(), weights)
+    monkeypatch.chdir(tmp_path)  # a relative --out, as `make demo` uses
+    rc, out, err = run(capsys, "train-vision", png_dir, "--weights", weights, "--freeze-epochs", "1", "--out",
+                       "runs", "--name", "t", *TINY)
+    assert rc == 0, err
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["t"]
+    learn = load_learner(tmp_path / "runs" / "t" / "export")
+    assert learn.spec["arch"] == "vision_model" and len(learn.vocab) == 10
+    assert [r["epoch"] for r in metrics_rows(tmp_path / "runs" / "t")] == ["0", "0"]  # frozen phase, then unfrozen
+
+
+@requires_fmnist
+def test_lr_find_command(png_dir, tmp_path, capsys):
+    rc, out, err = run(capsys, "lr-find", png_dir, "--bs", "16", "--num-it", "20", "--out", tmp_path)
+    assert rc == 0, err
+    assert "suggested lr:" in out and (tmp_path / "lr_find.png").is_file()
+
+
+def test_images_of_different_sizes_need_size(tmp_path, capsys):
+    from PIL import Image
+
+    for cls, size in (("a", (20, 24)), ("b", (30, 18))):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", size, (40 * i, 90, 200)).save(tmp_path / "data" / cls / f"{i}.png")
+    rc, _, err = run(capsys, "train-vision", tmp_path / "data", "--out", tmp_path / "runs", *TINY)
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert lines[0].startswith(f"deepfit: error: images in '{tmp_path / 'data'}' differ in size")
+    assert lines[1] == "hint: add --size N to resize (and centre-crop) every image to N×N"
+    rc, out, err = run(capsys, "train-vision", tmp_path / "data", "--size", "16", "--valid-pct", "0.34",
+                       "--out", tmp_path / "runs", "--name", "s", *TINY)
+    assert rc == 0, err
+    assert load_learner(tmp_path / "runs" / "s" / "export").spec["input"]["size"] == [16, 16]
+
+
+@requires_fmnist
+def test_unknown_arch_lists_the_registered_ones(png_dir, tmp_path, capsys):
+    rc, _, err = run(capsys, "train-vision", png_dir, "--arch", "resnet9000", "--out", tmp_path)
+    assert rc == 2
+    assert "unknown --arch 'resnet9000'" in err and "xresnet18" in err and "simple_cnn" in err
+    assert not any(tmp_path.iterdir())  # no run folder left behind
+
+
+def test_name_outside_out_is_refused(tmp_path, capsys):
+    rc, _, err = run(capsys, "train-vision", "fashion-mnist", "--out", tmp_path / "runs", "--name", "../../X")
+    assert rc == 2
+    assert err.splitlines()[0] == ("deepfit: error: argument --name: '../../X' is not a plain folder name (the run "
+                                   "folder is made inside --out)")
+    assert not (tmp_path / "X").exists() and not (tmp_path.parent / "X").exists()

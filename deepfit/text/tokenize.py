@@ -20,6 +20,8 @@ from .rules import (
     DEFAULT_POST_RULES,
     DEFAULT_PRE_RULES,
     EOS,
+    FASTAI_POST_RULES,
+    FASTAI_PRE_RULES,
     FLD,
     PAD,
     SPECIAL_TOKENS,
@@ -173,9 +175,8 @@ class Tokenizer:
 
     @classmethod
     def fastai(cls, **kwargs) -> Tokenizer:
-        """A spaCy word tokenizer with fastai v2's rules (`fastai_rules`): the same tokens as fastai."""
-        from .fastai_rules import FASTAI_POST_RULES, FASTAI_PRE_RULES
-
+        """A spaCy word tokenizer with fastai v2's rules (`rules.FASTAI_PRE_RULES`/`FASTAI_POST_RULES`): the same
+        tokens as fastai."""
         kwargs.setdefault("pre_rules", FASTAI_PRE_RULES)
         kwargs.setdefault("post_rules", FASTAI_POST_RULES)
         return cls(**kwargs)

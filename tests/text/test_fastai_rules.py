@@ -1,7 +1,7 @@
 """The fastai-compatible rule set. Expected tokens were produced by fastai 2.8.12's `tokenize1(text,
 WordTokenizer())` (spaCy 3.8) and are written out here, so the tests need no fastai."""
 
-from deepfit.text.fastai_rules import (
+from deepfit.text.rules import (
     FASTAI_POST_RULES,
     FASTAI_PRE_RULES,
     fastai_fix_html,

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from .callbacks import reset_model_state
-from .rules import EOS, SPECIAL_TOKENS
+from .rules import EOS, SPECIAL_TOKENS, UNK
 from .tokenize import Tokenizer, decode_chars, detokenize
 from .vocab import Vocab
 
@@ -108,4 +108,7 @@ def generate(learn_or_model: Any, prompt: str, n_tokens: int, temperature: float
         reset_model_state(model)
         model.train(was_training)
     all_tokens = tokens + vocab.textify(new)
-    return decode_chars(all_tokens) if level == "char" else detokenize(all_tokens)
+    if level == "char":
+        return decode_chars(all_tokens)
+    unk_token = vocab.unk_token or UNK
+    return detokenize(all_tokens, unk_token=unk_token, drop=set(vocab.specials) - {unk_token})

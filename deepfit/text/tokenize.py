@@ -10,7 +10,7 @@ import os
 import pickle
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
@@ -251,15 +251,17 @@ _REP_MARKS = {TK_REP, TK_WREP}
 _SPECIAL_SET = set(SPECIAL_TOKENS)
 
 
-def _expand(tokens: Sequence[str], unk: str, capitalize_i: bool) -> list[str]:
-    """Undo xxmaj / xxup / xxrep / xxwrep, show xxunk as `unk`, drop xxbos / xxeos / xxpad / xxfld and any
-    marker left without the token it applies to (a sampled text can end in `xxmaj`)."""
+def _expand(tokens: Sequence[str], unk: str, capitalize_i: bool, unk_token: str, drop: set[str]) -> list[str]:
+    """Undo xxmaj / xxup / xxrep / xxwrep, show `unk_token` as `unk`, drop xxbos / xxeos / xxpad / xxfld, the
+    tokens in `drop` and any marker left without the token it applies to (a sampled text can end in `xxmaj`)."""
+    drop = _DROP | drop
+    unks = {UNK, unk_token}
     out: list[str] = []
     i, n = 0, len(tokens)
     glue: set[int] = set()  # positions in `out` to join to the previous token without a space
 
     def word(t: str) -> str:
-        if t == UNK:
+        if t in unks:
             return unk
         return "I" if capitalize_i and t == "i" else t.replace("▁", " ")  # fastai writes spaces as ▁
 
@@ -267,14 +269,14 @@ def _expand(tokens: Sequence[str], unk: str, capitalize_i: bool) -> list[str]:
         t = tokens[i]
         if t in _CASE_MARKS:
             nxt = tokens[i + 1] if i + 1 < n else None
-            if nxt is None or nxt in _CASE_MARKS or nxt in _REP_MARKS or nxt in _DROP:
+            if nxt is None or nxt in _CASE_MARKS or nxt in _REP_MARKS or nxt in drop:
                 i += 1  # a marker before a marker (or nothing): ignore it
                 continue
             w = word(nxt)
-            out.append(w if nxt == UNK else w.capitalize() if t == TK_MAJ else w.upper())
+            out.append(w if nxt in unks else w.capitalize() if t == TK_MAJ else w.upper())
             i += 2
         elif t in _REP_MARKS:
-            if i + 2 < n and tokens[i + 1].isdigit() and tokens[i + 2] not in _SPECIAL_SET:
+            if i + 2 < n and tokens[i + 1].isdigit() and tokens[i + 2] not in _SPECIAL_SET | drop:
                 count, w = int(tokens[i + 1]), word(tokens[i + 2])
                 if t == TK_REP:
                     if w.isalnum() and out and out[-1][-1:].isalnum():
@@ -285,7 +287,7 @@ def _expand(tokens: Sequence[str], unk: str, capitalize_i: bool) -> list[str]:
                 i += 3
             else:
                 i += 1  # a repetition marker without its count and token: drop it
-        elif t in _DROP:
+        elif t in drop:
             i += 1
         else:
             w = word(t)
@@ -295,15 +297,17 @@ def _expand(tokens: Sequence[str], unk: str, capitalize_i: bool) -> list[str]:
     return [("\0" + t if k in glue else t) for k, t in enumerate(out)]
 
 
-def detokenize(tokens: Sequence[str], unk: str = "<unk>", capitalize_i: bool = True) -> str:
+def detokenize(tokens: Sequence[str], unk: str = "<unk>", capitalize_i: bool = True, unk_token: str = UNK,
+               drop: Collection[str] = ()) -> str:
     """Readable text from word tokens, for people: capitalisation (`xxmaj`, `xxup`) and repetitions
     (`xxrep`, `xxwrep`) applied, `xxbos`/`xxeos`/`xxpad`/`xxfld` removed, `xxunk` shown as `unk` (`""` drops
     it), a lone `i` written `I` (the casing rules lowercase it without a marker), punctuation and contractions
-    joined to the word before, spaces rebuilt. No special token is ever shown.
+    joined to the word before, spaces rebuilt. No special token is ever shown. Custom special tokens (a
+    vocabulary's `<sos>`, `<pad>`...) go in `drop`, a custom unknown token in `unk_token`.
 
     Not an exact inverse of tokenizing (spaCy does not keep spaces here) but it round-trips ordinary prose.
     """
-    words = _expand(tokens, unk, capitalize_i)
+    words = _expand(tokens, unk, capitalize_i, unk_token, set(drop))
     parts: list[str] = []
     prev = ""
     open_quote = False

@@ -72,3 +72,25 @@ def test_sample_next_temperature():
     assert hot == {0, 1, 2}
     with pytest.raises(ValueError, match="temperature"):
         sample_next(scores, 0.0)
+
+
+def test_word_generation_is_detokenized():
+    # a vocabulary with the notes' markers and torchtext-style custom specials: none is ever shown
+    tok = Tokenizer()
+    docs = tok(["The cat sat on the mat.", "The dog sat on the log."])
+    specials = ["<unk>", "<pad>", "<sos>", "xxbos", "xxeos", "xxmaj", "xxup"]
+    vocab = Vocab.build(docs, min_freq=1, specials=specials)
+    model = FixedNext(len(vocab), vocab.stoi["xxmaj"])
+    assert generate(model, "The dog", 3, seed=0, vocab=vocab) == "The dog"  # markers with nothing after: dropped
+    for name in ("<sos>", "<pad>", "xxeos"):
+        assert generate(FixedNext(len(vocab), vocab.stoi[name]), "the", 2, seed=0, vocab=vocab) == "the"
+    assert generate(FixedNext(len(vocab), vocab.stoi["<unk>"]), "the", 2, seed=0, vocab=vocab) == "the <unk> <unk>"
+    seq = iter([vocab.stoi[t] for t in ["xxmaj", "cat", "xxup", "dog", "."]])
+
+    class Scripted(FixedNext):
+        def forward(self, x):
+            self.target = next(seq)
+            return super().forward(x)
+
+    out = generate(Scripted(len(vocab), 0), "i sat", 5, seed=0, vocab=vocab)
+    assert out == "I sat Cat DOG."

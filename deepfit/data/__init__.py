@@ -1,5 +1,6 @@
 """Reading and batching data; knows nothing of training."""
 
+from .archive import ArchiveTooLargeError
 from .blocks import (
     IMAGE_EXTENSIONS,
     CategoryProcessor,
@@ -14,32 +15,71 @@ from .blocks import (
     read_csv,
 )
 from .builtin import fashion_mnist_loaders, random_split_indices
-from .core import DataLoaders, DeviceLoader, TensorLoader, default_device, to_device
-from .download import ChecksumError, DownloadError, cache_dir, download_file, sha256_of
+from .core import (
+    DataLoaders,
+    DeviceLoader,
+    EncodingLoader,
+    EpochLoader,
+    Loader,
+    TensorLoader,
+    default_device,
+    tell_stats,
+    to_device,
+    to_model_input,
+)
+from .download import (
+    ChecksumError,
+    DownloadError,
+    Expected,
+    cache_dir,
+    download_file,
+    download_verified,
+    file_digests,
+    sha256_of,
+)
 from .external import FASHION_MNIST_CLASSES, DataFormatError, ImageClassificationData, fashion_mnist, read_idx
-from .files import EmptyDataError, check_not_empty, list_files, read_image_file, read_text_file, require_columns
+from .files import (
+    EmptyDataError,
+    check_not_empty,
+    get_files,
+    list_files,
+    read_image_file,
+    read_text_file,
+    require_columns,
+    to_8bit,
+)
 from .transforms import (
+    AUGMENT_PRESETS,
     CenterCrop,
     ColorJitter,
     Flip,
+    Grayscale,
+    Lambda,
     Normalize,
+    Pad,
     PadCrop,
+    RandomCrop,
     RandomResizedCrop,
     Resize,
     Rotate,
+    augment_preset,
     compute_stats,
+    tta_transforms,
 )
-from .untar import URLS, UnsafeArchiveError, download_data, extract_archive, untar_data
+from .untar import URLS, RemoteFile, UnsafeArchiveError, download_data, extract_archive, untar_data
 from .vision import ImageDataLoaders, ImageList, ImageLoader, ImageReadError, open_image, show_batch
 
 __all__ = [
-    "CategoryProcessor", "CenterCrop", "ChecksumError", "ColorJitter", "ColumnLabeller", "DataFormatError",
-    "DataLoaders", "DeviceLoader", "DownloadError", "EmptyDataError", "FASHION_MNIST_CLASSES", "Flip", "FuncSplitter",
-    "GrandparentSplitter", "IMAGE_EXTENSIONS", "ImageClassificationData", "ImageDataLoaders", "ImageList",
-    "ImageLoader", "ImageReadError", "IndexSplitter", "Normalize", "PadCrop", "RandomResizedCrop", "RandomSplitter",
-    "RegexLabeller", "Resize", "Rotate", "TensorLoader", "URLS", "UnsafeArchiveError", "cache_dir", "check_not_empty",
-    "compute_stats", "default_device", "download_data", "download_file", "extract_archive", "fashion_mnist",
-    "fashion_mnist_loaders", "get_image_files", "list_files", "open_image", "parent_label", "random_split_indices",
-    "read_csv", "read_idx", "read_image_file", "read_text_file", "require_columns", "sha256_of", "show_batch",
-    "to_device", "untar_data",
+    "AUGMENT_PRESETS", "ArchiveTooLargeError", "CategoryProcessor", "CenterCrop", "ChecksumError", "ColorJitter",
+    "ColumnLabeller", "DataFormatError", "DataLoaders", "DeviceLoader", "DownloadError", "EmptyDataError",
+    "EncodingLoader", "EpochLoader", "Expected", "FASHION_MNIST_CLASSES", "Flip", "FuncSplitter",
+    "GrandparentSplitter", "Grayscale", "IMAGE_EXTENSIONS", "ImageClassificationData", "ImageDataLoaders",
+    "ImageList", "ImageLoader", "ImageReadError", "IndexSplitter", "Lambda", "Loader", "Normalize", "Pad", "PadCrop",
+    "RandomCrop", "RandomResizedCrop", "RandomSplitter", "RegexLabeller", "RemoteFile", "Resize", "Rotate",
+    "TensorLoader", "URLS", "UnsafeArchiveError", "augment_preset", "cache_dir", "check_not_empty", "compute_stats",
+    "default_device", "download_data", "download_file", "download_verified", "extract_archive", "fashion_mnist",
+    "fashion_mnist_loaders", "file_digests", "get_files", "get_image_files", "list_files", "open_image",
+    "parent_label", "random_split_indices", "read_csv", "read_idx", "read_image_file", "read_text_file",
+    "require_columns", "sha256_of", "show_batch", "tell_stats", "to_8bit", "to_device", "to_model_input",
+    "tta_transforms", "untar_data",
 ]

@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--budget", type=float, default=60.0, help="training seconds per model")
     p.add_argument("--bs", type=int, default=32)
     p.add_argument("--bptt", type=int, default=48)
-    p.add_argument("--n-fac", type=int, default=42)
-    p.add_argument("--n-hidden", type=int, default=128)
+    p.add_argument("--n-fac", type=int, default=42, help="embedding size (emb_sz; the notes' n_fac)")
+    p.add_argument("--n-hidden", type=int, default=128, help="hidden size (n_hid; the notes' n_hidden)")
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--valid-every", type=int, default=20, help="hold out one entry in this many")
@@ -117,10 +117,10 @@ def main(argv: list[str] | None = None) -> None:
     valid_ids = [vocab.numericalize(t) for t in valid_toks]
 
     models = {
-        "RNN (nn.RNN)": lambda: CharSeqRnn(len(vocab), args.n_fac, args.n_hidden),
-        "GRU (nn.GRU)": lambda: CharSeqGru(len(vocab), args.n_fac, args.n_hidden),
-        "LSTM (2 layers, dropout 0.2)": lambda: CharSeqLstm(len(vocab), args.n_fac, args.n_hidden, n_layers=2,
-                                                             dropout=0.2),
+        "RNN (nn.RNN)": lambda: CharSeqRnn(len(vocab), emb_sz=args.n_fac, n_hid=args.n_hidden),
+        "GRU (nn.GRU)": lambda: CharSeqGru(len(vocab), emb_sz=args.n_fac, n_hid=args.n_hidden),
+        "LSTM (2 layers, dropout 0.2)": lambda: CharSeqLstm(len(vocab), emb_sz=args.n_fac, n_hid=args.n_hidden,
+                                                             n_layers=2, dropout=0.2),
     }
     rows, samples = [], {}
     for name, make in models.items():

@@ -125,6 +125,33 @@ def test_bn_layer_running_stats_and_eval():
     torch.testing.assert_close(alone, expected)
 
 
+def test_bn_layer_eval_with_the_last_batch_statistics_as_in_the_notes():
+    torch.manual_seed(0)
+    layer = BnLayer(2, 3, stride=1, eval_stats="last_batch")
+    first, last = torch.randn(8, 2, 6, 6), torch.randn(8, 2, 6, 6) * 3 + 1
+    layer(first)
+    trained_out = layer(last)
+    layer.eval()
+    torch.testing.assert_close(layer(last), trained_out)  # eval on the last training batch = its training output
+    act = torch.relu(layer.conv(last)).detach()
+    var, mean = torch.var_mean(act, dim=(0, 2, 3), correction=0)
+    torch.testing.assert_close(layer.running_mean, mean)  # the last batch's, nothing of the first remains
+    torch.testing.assert_close(layer.running_var, var)
+    running = BnLayer(2, 3, stride=1)
+    running.load_state_dict(layer.state_dict())  # same buffers: the two options differ only in how they fill them
+    assert "eval_stats='last_batch'" in repr(layer)
+    with pytest.raises(ValueError, match="eval_stats"):
+        BnLayer(2, 3, eval_stats="notes")
+
+
+@pytest.mark.parametrize("name", ["conv_bn_net", "conv_bn_net2", "resnet", "resnet2"])
+def test_bn_nets_pass_bn_eval_to_every_bn_layer(name):
+    model = get_model(name, c_in=1, n_out=3, widths=(4, 4, 8), bn_eval="last_batch")
+    layers = [m for m in model.modules() if isinstance(m, BnLayer)]
+    assert layers and all(m.eval_stats == "last_batch" for m in layers)
+    assert model.config["bn_eval"] == "last_batch"
+
+
 def test_bn_layer_shift_and_scale_are_learnt():
     layer = BnLayer(1, 2)
     names = {n for n, _ in layer.named_parameters()}

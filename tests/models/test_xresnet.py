@@ -63,6 +63,20 @@ def test_stem_follows_the_notes():
         assert isinstance(model[3], nn.MaxPool2d)
 
 
+def test_stem_widths_presets_and_the_notes_stem():
+    for c_in in (1, 3):
+        notes = xresnet18(c_in=c_in, n_out=10, stem_widths="notes")
+        assert [notes[i][0].out_channels for i in range(3)] == [(c_in + 1) * 8, 64, 64]
+        assert notes.config["stem_widths"] == [(c_in + 1) * 8, 64, 64]  # the config records widths, not the name
+        assert xresnet18(c_in=c_in, stem_widths="default").config["stem_widths"] == [(c_in + 1) * 8, 32, 64]
+    custom = xresnet18(c_in=1, stem_widths=(8, 16))
+    assert [custom[i][0].out_channels for i in range(2)] == [8, 16] and isinstance(custom[2], nn.MaxPool2d)
+    with pytest.raises(ValueError, match="unknown stem_widths 'fastai'"):
+        xresnet18(stem_widths="fastai")
+    with pytest.raises(ValueError, match="positive widths"):
+        xresnet18(stem_widths=())
+
+
 def test_last_batchnorm_of_each_block_starts_at_zero():
     model = xresnet18(c_in=1, n_out=10, widths=(4, 8, 8, 16))
     blocks = [m for m in model.modules() if isinstance(m, ResBlock)]

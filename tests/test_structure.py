@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import subprocess
 import sys
 import textwrap
@@ -132,3 +133,15 @@ def test_forwarding_methods_write_each_default_once(method, function):
         assert p.default == theirs_by_name[p.name].default, (
             f"{method.__qualname__}({p.name}={p.default!r}) but {function.__name__}({p.name}="
             f"{theirs_by_name[p.name].default!r})")
+
+
+def test_test_helpers_live_in_tests_helpers():
+    """Modules that tests import are in tests/helpers/; no test imports from a conftest."""
+    tests_root = PACKAGE_ROOT.parent / "tests"
+    stray = [str(p.relative_to(tests_root)) for p in tests_root.rglob("*.py")
+             if p.parent.name != "helpers" and not p.name.startswith("test_")
+             and p.name not in ("conftest.py", "__init__.py")]
+    assert stray == []
+    importing_conftest = [str(p.relative_to(tests_root)) for p in tests_root.rglob("*.py")
+                          if re.search(r"^\s*from\s+(tests\.|\.+)([\w.]*\.)?conftest\s+import", p.read_text(), re.M)]
+    assert importing_conftest == []

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from deepfit.cli import main
-from tests.conftest import FORTUNES_DIR, fashion_mnist_available
+from tests.helpers.data import FORTUNES_DIR, fashion_mnist_available
 from tests.helpers.cli import TINY
 
 
 @pytest.fixture(scope="session")
 def png_dir(tmp_path_factory) -> Path:
     """8 training and 4 validation Fashion-MNIST images per class, as PNG class folders."""
-    from tests.vision_utils import write_fmnist_folder
+    from tests.helpers.vision import write_fmnist_folder
 
     if not fashion_mnist_available():
         pytest.skip("Fashion-MNIST not installed; run `make data`")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from deepfit.learner.export import load_learner
-from tests.conftest import requires_fortunes
+from tests.helpers.data import requires_fortunes
 from tests.helpers.cli import TINY, metrics_rows, run
 
 

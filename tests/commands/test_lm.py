@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import requires_fortunes
+from tests.helpers.data import requires_fortunes
 from tests.helpers.cli import TINY, kill_after_first_epoch, metrics_rows, run
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -10,8 +11,8 @@ import torch
 from deepfit.cli import main
 from deepfit.learner.export import load_learner
 from deepfit.run import RunDir
-from tests.conftest import requires_fmnist
 from tests.helpers.cli import TINY, kill_after_first_epoch, metrics_rows, run
+from tests.helpers.data import requires_fmnist
 
 VISION_FILES = ["config.json", "metrics.csv", "metrics.json", "models/best.pth", "models/last.pt",
                 "export/learner.json", "export/model.safetensors", "losses.png", "lr_schedule.png",
@@ -22,7 +23,8 @@ VISION_FILES = ["config.json", "metrics.csv", "metrics.json", "models/best.pth",
 def test_train_vision_writes_every_file(vision_run):
     for name in VISION_FILES:
         assert (vision_run / name).is_file(), name
-    assert any((vision_run / "tensorboard").iterdir())
+    if importlib.util.find_spec("tensorboard") is not None:  # an optional extra
+        assert any((vision_run / "tensorboard").iterdir())
     assert not (vision_run / ".lock").exists()  # released at the end
     config = json.loads((vision_run / "config.json").read_text())
     assert config["command"] == "train-vision"

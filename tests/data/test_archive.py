@@ -19,7 +19,7 @@ from deepfit.data.archive import (
     resolve_link,
     size_limit,
 )
-from tests.data.archives import LONG_DIR, STEPS, gzip_bomb_tar, pathmax_chain, pathmax_escape_tar, tar_bytes
+from tests.helpers.archives import LONG_DIR, STEPS, gzip_bomb_tar, pathmax_chain, pathmax_escape_tar, tar_bytes
 
 REG, SYM, LNK, DIR = tarfile.REGTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.DIRTYPE
 

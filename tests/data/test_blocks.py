@@ -30,8 +30,8 @@ from deepfit.data import (
 from deepfit.data.vision import ImageLoader, one_batch
 from deepfit.learner import Learner, accuracy
 from deepfit.learner.callbacks import ProgressCallback
-from tests.conftest import requires_fmnist
-from tests.vision_utils import tiny_cnn, write_fmnist_folder
+from tests.helpers.data import requires_fmnist
+from tests.helpers.vision import tiny_cnn, write_fmnist_folder
 
 
 def write_png(path: Path, value: int = 0, size=(6, 6), mode="L") -> Path:

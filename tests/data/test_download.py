@@ -10,7 +10,7 @@ import pytest
 
 from deepfit.data import ChecksumError, DownloadError, download_file
 from deepfit.data.download import Expected, file_digests
-from tests.data.conftest import Resource
+from tests.helpers.http_server import Resource
 
 PAYLOAD = bytes(range(256)) * 400
 

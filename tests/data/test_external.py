@@ -6,7 +6,7 @@ import pytest
 
 from deepfit.data import DataFormatError, read_idx
 from deepfit.data.external import read_image_label_pair
-from tests.conftest import requires_fmnist
+from tests.helpers.data import requires_fmnist
 
 
 def write_idx(path, array: np.ndarray, magic: bytes | None = None, truncate: int = 0):
@@ -70,7 +70,7 @@ def test_fashion_mnist_real_files():
 
 def test_fashion_mnist_download_checks_the_known_size(server, tmp_path, monkeypatch):
     from deepfit.data import ChecksumError, external, fashion_mnist
-    from tests.data.conftest import Resource
+    from tests.helpers.http_server import Resource
 
     base, files = server
     monkeypatch.setattr(external, "FASHION_MNIST_URL", base + "/")

@@ -13,8 +13,8 @@ import pytest
 from deepfit.data import ChecksumError, UnsafeArchiveError, download_data, untar_data
 from deepfit.data.archive import ArchiveTooLargeError
 from deepfit.data.untar import URLS, RemoteFile
-from tests.data.archives import pathmax_escape_tar, tar_bytes
-from tests.data.conftest import Resource
+from tests.helpers.archives import pathmax_escape_tar, tar_bytes
+from tests.helpers.http_server import Resource
 
 
 def make_tgz(members: dict[str, bytes]) -> bytes:

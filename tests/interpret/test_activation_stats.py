@@ -4,8 +4,8 @@ from torch import nn
 from deepfit.interpret import ActivationStats
 from deepfit.interpret.hooks import active_hook_count
 from deepfit.learner import Learner
-from tests.conftest import make_linear_data
-from tests.interpret.helpers import assert_png
+from tests.helpers.data import make_linear_data
+from tests.helpers.images import assert_png
 
 
 class RecordTrainOutputs:

@@ -6,7 +6,7 @@ from deepfit.interpret import cam, grad_cam
 from deepfit.interpret.hooks import active_hook_count
 from deepfit.learner import Learner, accuracy
 from deepfit.models import SimpleCNN
-from tests.interpret.helpers import assert_png, square_dls, square_images
+from tests.helpers.images import assert_png, square_dls, square_images
 
 N_TRAIN, N_VALID = 384, 48
 

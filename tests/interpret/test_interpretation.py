@@ -5,8 +5,8 @@ import torch.nn.functional as F
 from deepfit.interpret import ClassificationInterpretation, write_classifier_report
 from deepfit.learner import Learner
 from deepfit.models import MLP
-from tests.conftest import make_linear_data
-from tests.interpret.helpers import assert_png, square_dls, tiny_cnn
+from tests.helpers.data import make_linear_data
+from tests.helpers.images import assert_png, square_dls, tiny_cnn
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from torch import nn
 
 from deepfit.interpret import plot_all, plot_loss, plot_lr, plot_metrics, plot_sched
 from deepfit.learner import Learner, Recorder, accuracy, error_rate
-from tests.conftest import make_linear_data
-from tests.interpret.helpers import assert_png
+from tests.helpers.data import make_linear_data
+from tests.helpers.images import assert_png
 
 
 def mlp() -> nn.Module:

@@ -6,7 +6,7 @@ from deepfit.interpret import summary
 from deepfit.interpret.summary import summary_rows
 from deepfit.learner import Learner
 from deepfit.models import MLP
-from tests.conftest import make_linear_data
+from tests.helpers.data import make_linear_data
 
 
 class TiedHead(nn.Module):

@@ -7,7 +7,7 @@ import torch
 from deepfit.learner import Callback, Learner, accuracy
 from deepfit.learner.callbacks import CSVLogger
 from deepfit.models import MLP
-from tests.conftest import make_linear_data
+from tests.helpers.data import make_linear_data
 
 
 def make_learner(path, **kw):

@@ -16,7 +16,7 @@ from deepfit.learner import (
     accuracy,
 )
 from deepfit.models import MLP
-from tests.conftest import make_linear_data, requires_fmnist
+from tests.helpers.data import make_linear_data, requires_fmnist
 
 BATCH_TRAIN = ["before_batch", "after_pred", "after_loss", "before_backward", "after_backward", "before_step",
                "after_step", "after_batch"]

@@ -5,7 +5,7 @@ from torch import nn
 
 from deepfit.learner import Learner
 from deepfit.learner.losses import LabelSmoothingCrossEntropy, NoneReduce, reduce_loss
-from tests.conftest import make_linear_data
+from tests.helpers.data import make_linear_data
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1, 0.35, 1.0])

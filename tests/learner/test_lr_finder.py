@@ -7,7 +7,7 @@ from torch import nn
 from deepfit.learner import Learner
 from deepfit.learner.callbacks.lr_finder import LRFinder, suggest_lrs
 from deepfit.learner.callbacks.progress import ProgressCallback
-from tests.conftest import make_linear_data
+from tests.helpers.data import make_linear_data
 
 
 def bn_model() -> nn.Sequential:

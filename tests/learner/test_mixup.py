@@ -8,7 +8,7 @@ from deepfit.learner import Callback, CancelFit, CancelTrain, Learner, accuracy
 from deepfit.learner.callbacks.mixup import CutMix, MixUp, cutmix_box
 from deepfit.learner.losses import LabelSmoothingCrossEntropy
 from deepfit.models import MLP
-from tests.conftest import fashion_mnist_available
+from tests.helpers.data import fashion_mnist_available
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from deepfit.learner.optim import (
     set_hyper,
 )
 from deepfit.models import MLP, SimpleCNN
-from tests.conftest import make_linear_data
+from tests.helpers.data import make_linear_data
 
 
 def three_group_model() -> nn.Sequential:

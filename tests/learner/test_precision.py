@@ -6,7 +6,7 @@ from deepfit.learner import Callback, CancelBatch, CancelStep, Learner, accuracy
 from deepfit.learner.callbacks import precision
 from deepfit.learner.callbacks.precision import MixedPrecision, to_float, unscale_gradients
 from deepfit.models import MLP
-from tests.conftest import fashion_mnist_available
+from tests.helpers.data import fashion_mnist_available
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import torch
 
 from deepfit.learner.checkpoint import CheckpointCallback, find_last_checkpoint
 
-from . import resume_worker as worker
+from tests.helpers import resume_worker as worker
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = (0, 1, 2)

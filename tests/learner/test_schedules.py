@@ -19,7 +19,7 @@ from deepfit.learner.schedules import (
     sgdr_cycle_epochs,
 )
 from deepfit.models import MLP
-from tests.conftest import make_linear_data, requires_fmnist
+from tests.helpers.data import make_linear_data, requires_fmnist
 
 N_ITER = 4  # make_linear_data(n=64, bs=16): 4 training batches per epoch
 

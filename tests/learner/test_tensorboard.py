@@ -6,7 +6,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from deepfit.learner import Learner, accuracy  # noqa: E402
 from deepfit.learner.callbacks import TensorBoardCallback  # noqa: E402
-from tests.interpret.helpers import square_dls, tiny_cnn  # noqa: E402
+from tests.helpers.images import square_dls, tiny_cnn  # noqa: E402
 
 
 def read_events(log_dir) -> EventAccumulator:

@@ -20,7 +20,7 @@ from deepfit.text.learner import (
 )
 from deepfit.text import FlatCrossEntropyLoss, RNNResetCallback, Vocab, classifier_loaders, lm_loaders
 
-from ..conftest import requires_fortunes
+from tests.helpers.data import requires_fortunes
 
 TINY = dict(emb_sz=8, n_hid=12, n_layers=3)
 

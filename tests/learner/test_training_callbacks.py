@@ -15,7 +15,7 @@ from deepfit.learner.callbacks.training import (
     SaveBestModel,
     TerminateOnNaN,
 )
-from tests.conftest import make_linear_data
+from tests.helpers.data import make_linear_data
 
 
 class Scripted(Metric):

@@ -9,8 +9,8 @@ from deepfit.data import Flip, PadCrop
 from deepfit.learner import Learner, accuracy
 from deepfit.learner.callbacks import ProgressCallback
 from deepfit.learner.tta import AugmentBatch, default_tta_tfms
-from tests.conftest import requires_fmnist
-from tests.vision_utils import subset_loaders, tiny_cnn
+from tests.helpers.data import requires_fmnist
+from tests.helpers.vision import subset_loaders, tiny_cnn
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from deepfit.learner import Learner, accuracy, vision_learner
 from deepfit.learner.callbacks import ProgressCallback
 from deepfit.learner.vision import load_body_weights, read_state_dict
 from deepfit.models import AdaptiveConcatPool2d
-from tests.conftest import make_linear_data, requires_fmnist
-from tests.vision_utils import subset_loaders, tiny_cnn
+from tests.helpers.data import make_linear_data, requires_fmnist
+from tests.helpers.vision import subset_loaders, tiny_cnn
 
 
 def image_dls(c_in=1, n_classes=3, n=24, size=16, bs=8):

@@ -17,7 +17,7 @@ from deepfit.models.char_rnn import (
 )
 from deepfit.text import FlatCrossEntropyLoss, LMLoader, RNNResetCallback, Tokenizer, Vocab, fortunes_texts, lm_loaders
 from deepfit.text.rules import UNK
-from tests.conftest import FORTUNES_DIR, requires_fortunes
+from tests.helpers.data import FORTUNES_DIR, requires_fortunes
 
 V = 11
 CHAR_NAMES = ["char_loop", "char_rnn", "char_seq_rnn", "char_seq_rnncell", "char_seq_grucell", "char_seq_gru",

@@ -23,7 +23,7 @@ from deepfit.models import (
     SimpleNet,
     get_model,
 )
-from tests.conftest import requires_fmnist
+from tests.helpers.data import requires_fmnist
 
 SHAPES = [(1, 28), (3, 28), (1, 32), (3, 32)]
 PROGRESSION = ["simple_net", "conv_net", "conv_net2", "conv_bn_net", "conv_bn_net2", "resnet", "resnet2"]

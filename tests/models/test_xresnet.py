@@ -11,7 +11,7 @@ from torch import nn
 from deepfit.data import fashion_mnist_loaders
 from deepfit.learner import Learner, accuracy
 from deepfit.models import ResBlock, XResNet, get_model, to_channels_last, xresnet18, xresnet50
-from tests.conftest import requires_fmnist
+from tests.helpers.data import requires_fmnist
 
 SMALL = dict(widths=(4, 8, 8, 16))
 SHAPES = [(1, 28), (3, 28), (1, 32), (3, 32)]

@@ -12,7 +12,7 @@ from deepfit.text.datasets import (
     texts_from_csv,
     texts_from_folder,
 )
-from tests.conftest import FORTUNES_DIR, requires_fortunes
+from tests.helpers.data import FORTUNES_DIR, requires_fortunes
 
 
 def write(path, text, encoding="utf-8"):

@@ -89,6 +89,7 @@ def test_bad_input():
 def test_spacy_tokenizer_pickles_without_spacy_state():
     import pickle
 
+    pytest.importorskip("spacy")
     tok = SpacyTokenizer()
     list(tok(["warm up"]))
     clone = pickle.loads(pickle.dumps(tok))

@@ -1,8 +1,8 @@
 """Subprocess used by test_resume.py: trains a tiny model, optionally checkpointing, resuming or dying.
 
-    python tests/learner/resume_worker.py full   OUT SEED...   # uninterrupted runs -> OUT/full_<seed>.pt
-    python tests/learner/resume_worker.py ckpt   OUT SEED      # checkpointing run (the test SIGKILLs it)
-    python tests/learner/resume_worker.py resume OUT SEED...   # resume='last' -> OUT/resumed_<seed>.pt
+    python tests/helpers/resume_worker.py full   OUT SEED...   # uninterrupted runs -> OUT/full_<seed>.pt
+    python tests/helpers/resume_worker.py ckpt   OUT SEED      # checkpointing run (the test SIGKILLs it)
+    python tests/helpers/resume_worker.py resume OUT SEED...   # resume='last' -> OUT/resumed_<seed>.pt
 
 Every source of randomness is exercised: dropout and a noise augmentation (torch's global generator), a
 flip augmentation with its own generator, a learning rate jittered with Python's `random` and NumPy, and

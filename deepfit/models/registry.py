@@ -59,9 +59,11 @@ class ModelSpec:
 
     @property
     def summary(self) -> str:
-        """The first line of the builder's docstring."""
-        doc = (self.builder.__doc__ or "").strip()
-        return doc.splitlines()[0] if doc else ""
+        """The first sentence of the builder's docstring (its first paragraph, on one line)."""
+        paragraph = (self.builder.__doc__ or "").strip().split("\n\n")[0]
+        text = " ".join(line.strip() for line in paragraph.splitlines())
+        first, sep, _ = text.partition(". ")
+        return first + "." if sep else text
 
 
 #: registered name → builder (`MODELS[name](**kwargs)` builds without stamping `config["arch"]`)

@@ -201,3 +201,25 @@ def test_xresnet_reads_the_notes_c_out_with_a_warning():
         assert get_model("xresnet34", c_in=1, c_out=5, **_XRES).config["n_out"] == 5
     with pytest.raises(TypeError, match="c_out"):
         xresnet18(c_out=7, n_out=7)
+
+
+def test_exports_of_earlier_releases_still_rebuild():
+    """learner.json of earlier releases kept the body/encoder architecture as an "arch" among the kwargs."""
+    from deepfit.models.registry import upgrade_kwargs
+
+    old_vision = {"arch": "simple_cnn", "n_out": 3, "c_in": 1, "arch_kwargs": {"width": 4}, "lin_ftrs": [8]}
+    model = get_model("vision_model", **upgrade_kwargs("vision_model", old_vision))
+    assert model.config["body_arch"] == "simple_cnn" and model(torch.randn(2, 1, 16, 16)).shape == (2, 3)
+    old_lm = {"arch": "awd_lstm", "vocab_sz": V, "drop_mult": 1.0, **_AWD}
+    lm = get_model("awd_lstm_lm", **upgrade_kwargs("awd_lstm_lm", old_lm))
+    assert lm.config["arch"] == "awd_lstm_lm" and lm(torch.randint(0, V, (2, 5))).shape == (2, 5, V)
+    with pytest.warns(DeprecationWarning):
+        old_clf = upgrade_kwargs("lstm_classifier", {"vocab_sz": V, "n_class": 2, "emb_sz": 4, "n_hid": 4})
+    assert get_model("lstm_classifier", **old_clf).config["n_out"] == 2
+
+
+def test_summaries_are_one_sentence():
+    assert spec("xresnet18").summary == "XResNet-18: basic blocks, [2, 2, 2, 2]."
+    for name in MODELS:
+        summary = spec(name).summary
+        assert summary and "\n" not in summary, name

@@ -48,6 +48,7 @@ from .files import (
     require_columns,
     to_8bit,
 )
+from .multilabel import MultiCategoryProcessor, labels_from_columns, multi_hot, split_labels
 from .transforms import (
     AUGMENT_PRESETS,
     CenterCrop,
@@ -74,12 +75,12 @@ __all__ = [
     "ColumnLabeller", "DataFormatError", "DataLoaders", "DeviceLoader", "DownloadError", "EmptyDataError",
     "EncodingLoader", "EpochLoader", "Expected", "FASHION_MNIST_CLASSES", "Flip", "FuncSplitter",
     "GrandparentSplitter", "Grayscale", "IMAGE_EXTENSIONS", "ImageClassificationData", "ImageDataLoaders",
-    "ImageList", "ImageLoader", "ImageReadError", "IndexSplitter", "Lambda", "Loader", "Normalize", "Pad", "PadCrop",
-    "RandomCrop", "RandomResizedCrop", "RandomSplitter", "RegexLabeller", "RemoteFile", "Resize", "Rotate",
-    "TensorLoader", "URLS", "UnsafeArchiveError", "augment_preset", "cache_dir", "check_not_empty", "compute_stats",
-    "default_device", "download_data", "download_file", "download_verified", "extract_archive", "fashion_mnist",
-    "fashion_mnist_loaders", "file_digests", "get_files", "get_image_files", "list_files", "open_image",
-    "parent_label", "random_split_indices", "read_csv", "read_idx", "read_image_file", "read_text_file",
-    "require_columns", "sha256_of", "show_batch", "tell_stats", "to_8bit", "to_device", "to_model_input",
-    "tta_transforms", "untar_data",
+    "ImageList", "ImageLoader", "ImageReadError", "IndexSplitter", "Lambda", "Loader", "MultiCategoryProcessor",
+    "Normalize", "Pad", "PadCrop", "RandomCrop", "RandomResizedCrop", "RandomSplitter", "RegexLabeller", "RemoteFile",
+    "Resize", "Rotate", "TensorLoader", "URLS", "UnsafeArchiveError", "augment_preset", "cache_dir",
+    "check_not_empty", "compute_stats", "default_device", "download_data", "download_file", "download_verified",
+    "extract_archive", "fashion_mnist", "fashion_mnist_loaders", "file_digests", "get_files", "get_image_files",
+    "labels_from_columns", "list_files", "multi_hot", "open_image", "parent_label", "random_split_indices",
+    "read_csv", "read_idx", "read_image_file", "read_text_file", "require_columns", "sha256_of", "show_batch",
+    "split_labels", "tell_stats", "to_8bit", "to_device", "to_model_input", "tta_transforms", "untar_data",
 ]

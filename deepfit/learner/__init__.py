@@ -18,11 +18,14 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".export": ["ExportError"],
     "..inference": ["InferenceLearner", "load_learner"],  # old import path: deepfit.inference
     ".learner": ["Learner"],
-    ".metrics": ["AvgLoss", "AvgMetric", "Metric", "Perplexity", "accuracy", "error_rate", "top_k_accuracy"],
+    ".metrics": [
+        "AvgLoss", "AvgMetric", "Metric", "Perplexity", "accuracy", "accuracy_multi", "error_rate", "f1_multi",
+        "fbeta_multi", "top_k_accuracy",
+    ],
     ".vision": ["vision_learner"],
     ".freeze": ["BnFreeze"],
     ".optim": ["Adam", "SGD", "SGDW"],
     ".schedules": ["SchedCos", "SchedExp", "SchedLin", "SchedNo", "combine_scheds"],
-    ".losses": ["LabelSmoothingCrossEntropy", "NoneReduce", "resolve_activation"],
+    ".losses": ["BCEWithLogitsFlat", "LabelSmoothingCrossEntropy", "NoneReduce", "resolve_activation"],
     ".distributed": ["DistributedCallback", "distrib_ctx"],
 })

@@ -72,6 +72,8 @@ class Learner:
         wd: weight decay for every group that takes it; `None` keeps the optimizer's default.
         wd_bn_bias: also decay biases and normalization weights (off by default).
         train_bn: `freeze`/`freeze_to` leave batchnorm weights trainable in frozen groups.
+        precision: None (plain float32, no callback), `'auto'` (bf16/fp16 where the hardware runs it
+            fast, chosen on the first batch: see `callbacks.precision`), `'bf16'`, `'fp16'` or `'fp32'`.
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class Learner:
         wd: float | None = None,
         wd_bn_bias: bool = False,
         train_bn: bool = True,
+        precision: str | torch.dtype | None = None,
     ):
         self.model = model
         self.dls = dls
@@ -124,6 +127,8 @@ class Learner:
         if default_cbs:
             self.add_cbs([TrainEvalCallback(), DeviceCallback(), Recorder(), ProgressCallback()])
         self.add_cbs(cbs)
+        if precision is not None:
+            set_precision(self, precision)
 
     # ------------------------------------------------------------------ callbacks
     def add_cb(self, cb: Callback) -> Callback:

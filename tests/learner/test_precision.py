@@ -2,9 +2,15 @@ import pytest
 import torch
 from torch import nn
 
-from deepfit.learner import Callback, CancelBatch, CancelStep, Learner, accuracy
+from deepfit.learner import Callback, CancelBatch, CancelStep, Learner, accuracy, auto_precision
 from deepfit.learner.callbacks import precision
-from deepfit.learner.callbacks.precision import MixedPrecision, to_float, unscale_gradients
+from deepfit.learner.callbacks.precision import (
+    MixedPrecision,
+    precision_record,
+    set_precision,
+    to_float,
+    unscale_gradients,
+)
 from deepfit.models import MLP
 from tests.helpers.data import fashion_mnist_available
 
@@ -81,22 +87,140 @@ def test_shortcuts_add_replace_and_remove_the_callback(fmnist_tiny):
 
 
 def test_default_on_a_cpu_without_fast_bf16_is_fp32_with_a_notice(fmnist_tiny, monkeypatch):
-    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(auto_precision, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(auto_precision, "time_train_step", never_called)  # no probe without native bf16
     probe = DtypeProbe()
     learn = learner(fmnist_tiny, [MixedPrecision(), probe])
     learn.fit(1)
     assert learn.mixed_precision.dtype == torch.float32 and not learn.mixed_precision.scaling
     notices = [m for m in learn.messages if "MixedPrecision" in m]
     assert len(notices) == 1 and "float32" in notices[0] and "\n" not in notices[0]
+    assert "no native bf16" in notices[0]
     learn.fit(1)
     assert len([m for m in learn.messages if "MixedPrecision" in m]) == 1  # said once
     assert probe.pred_dtypes == {torch.float32}
 
 
-def test_default_on_a_cpu_with_fast_bf16_is_bf16(monkeypatch):
+def test_default_dtype_without_a_probe(monkeypatch):
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
     assert precision.default_dtype(torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setattr(precision, "cuda_has_bf16", lambda device: False)
     assert precision.default_dtype(torch.device("cuda")) == torch.float16
+    monkeypatch.setattr(precision, "cuda_has_bf16", lambda device: True)
+    assert precision.default_dtype(torch.device("cuda")) == torch.bfloat16
+
+
+def never_called(*args, **kwargs):
+    raise AssertionError("the bf16 probe ran")
+
+
+class FakeClock:
+    """A mocked timer for the probe: each timed step (two clock reads) lasts `fp32` or `bf16` seconds.
+
+    The probe alternates fp32 and bf16 steps (warm-up pair first), so the durations alternate too.
+    """
+
+    def __init__(self, fp32: float, bf16: float):
+        self.durations, self.now, self.reads = (fp32, bf16), 100.0, 0
+
+    def __call__(self) -> float:
+        if self.reads % 2 == 1:  # the end of a step
+            self.now += self.durations[(self.reads // 2) % 2]
+        self.reads += 1
+        return self.now
+
+
+def auto_learner(dls, monkeypatch, tmp_path, fp32: float, bf16: float):
+    monkeypatch.setattr(auto_precision, "cpu_has_fast_bf16", lambda: True)
+    clock = FakeClock(fp32, bf16)
+    monkeypatch.setattr(auto_precision, "probe_clock", clock)
+    probe = DtypeProbe()
+    learn = learner(dls, [probe])
+    learn.model = InnerDtype(learn.model)
+    set_precision(learn, "auto", cache=tmp_path / "probe.json")
+    return learn, probe, clock
+
+
+def test_auto_picks_fp32_when_the_probe_says_bf16_is_slower(fmnist_tiny, monkeypatch, tmp_path):
+    learn, probe, clock = auto_learner(fmnist_tiny, monkeypatch, tmp_path, fp32=0.10, bf16=0.25)
+    learn.fit(1)
+    choice = learn.mixed_precision.choice
+    assert clock.reads == 16  # warm-up pair + 3 alternated pairs, two clock reads per step
+    assert choice.dtype == torch.float32 and not learn.mixed_precision.enabled
+    assert probe.inner_dtypes == {torch.float32}
+    assert "not faster" in choice.reason and "100.0 ms in fp32, 250.0 ms in bf16" in choice.reason
+    record = precision_record(learn)
+    assert record["precision"] == "fp32" and record["probe_seconds"] == {"fp32": 0.10, "bf16": 0.25}
+    assert [m for m in learn.messages if "precision auto chose fp32" in m]
+
+
+def test_auto_picks_bf16_when_the_probe_says_it_is_faster(fmnist_tiny, monkeypatch, tmp_path):
+    learn, probe, clock = auto_learner(fmnist_tiny, monkeypatch, tmp_path, fp32=0.10, bf16=0.05)
+    start_loss = learn.validate()[0]
+    learn.fit(1)
+    choice = learn.mixed_precision.choice
+    assert choice.dtype == torch.bfloat16 and not learn.mixed_precision.scaling
+    assert probe.inner_dtypes == {torch.bfloat16} and probe.pred_dtypes == {torch.float32}
+    assert "2.00× faster" in choice.reason
+    assert precision_record(learn) == {"precision": "bf16", "loss_scale": False, "reason": choice.reason,
+                                       "probe_seconds": {"fp32": 0.10, "bf16": 0.05}}
+    assert len([m for m in learn.messages if "precision auto chose" in m]) == 1
+    assert learn.validate()[0] < start_loss
+    # the probe ran on a copy: the model's weights are the ones training left, with no stray gradients
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in learn.model.parameters())
+
+
+def test_auto_needs_a_clear_win(fmnist_tiny, monkeypatch, tmp_path):
+    learn, _, _ = auto_learner(fmnist_tiny, monkeypatch, tmp_path, fp32=0.100, bf16=0.095)  # 1.05×
+    learn.fit(1)
+    assert learn.mixed_precision.choice.dtype == torch.float32
+
+
+def test_probe_result_is_cached_per_model(monkeypatch, tmp_path):
+    monkeypatch.setattr(auto_precision, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(auto_precision, "probe_clock", FakeClock(0.2, 0.1))
+    cache = tmp_path / "probe.json"
+    model, xb = MLP(hidden=(16,)), torch.randn(8, 1, 28, 28)
+    first = auto_precision.choose_precision(model, xb, "cpu", cache=cache)
+    assert first.dtype == torch.bfloat16 and "cached" not in first.reason
+    steps = []
+    monkeypatch.setattr(auto_precision, "time_train_step", lambda *a, **k: steps.append(a[2]) or 1.0)
+    again = auto_precision.choose_precision(MLP(hidden=(16,)), xb, "cpu", cache=cache)
+    assert again.dtype == torch.bfloat16 and "cached probe" in again.reason and steps == []
+    auto_precision.choose_precision(MLP(hidden=(32,)), xb, "cpu", cache=cache)  # another model: probed
+    assert steps.count(torch.bfloat16) == 4
+    auto_precision.choose_precision(model, torch.randn(4, 1, 28, 28), "cpu", cache=cache)  # another batch shape
+    assert steps.count(torch.bfloat16) == 8
+
+
+def test_cuda_rule(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Some GPU")
+    monkeypatch.setattr(auto_precision, "cuda_has_bf16", lambda device: True)
+    choice = auto_precision.choose_precision(MLP(), None, "cuda")
+    assert choice.dtype == torch.bfloat16 and not choice.loss_scale
+    monkeypatch.setattr(auto_precision, "cuda_has_bf16", lambda device: False)
+    choice = auto_precision.choose_precision(MLP(), None, "cuda")
+    assert choice.dtype == torch.float16 and choice.loss_scale and "loss scaling" in str(choice)
+
+
+def test_a_failing_probe_falls_back_to_fp32(monkeypatch, tmp_path):
+    monkeypatch.setattr(auto_precision, "cpu_has_fast_bf16", lambda: True)
+    choice = auto_precision.choose_precision(MLP(), torch.randn(2, 5), "cpu", cache=False)  # wrong input size
+    assert choice.dtype == torch.float32 and "probe failed" in choice.reason
+
+
+def test_precision_names_and_learner_argument(fmnist_tiny):
+    assert auto_precision.parse_precision("BF16") == torch.bfloat16
+    assert auto_precision.parse_precision(None) == "auto"
+    with pytest.raises(ValueError, match="auto, fp32, bf16, fp16"):
+        auto_precision.parse_precision("half")
+    learn = Learner(MLP(), fmnist_tiny, precision="bf16")
+    assert learn.mixed_precision.requested_dtype == torch.bfloat16
+    assert precision_record(learn) == {"precision": "bf16", "loss_scale": False, "reason": "requested"}
+    assert precision_record(Learner(MLP(), fmnist_tiny, precision="fp16"))["loss_scale"]
+    assert Learner(MLP(), fmnist_tiny, precision="auto").mixed_precision.requested_dtype == "auto"
+    assert precision_record(Learner(MLP(), fmnist_tiny))["precision"] == "fp32"
+    assert not hasattr(Learner(MLP(), fmnist_tiny, precision="fp32"), "mixed_precision")
 
 
 def test_bf16_fit_on_cpu_runs_in_bf16_and_learns(fmnist):

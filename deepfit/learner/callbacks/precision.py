@@ -25,10 +25,13 @@ How the notes' manual recipe maps onto this callback:
 
 bfloat16 has float32's exponent range, so it needs no loss scaling (no scaler by default).
 
-Which dtype (`MixedPrecision(dtype=None)`): float16 with loss scaling on CUDA; on a CPU, bfloat16 when
-the CPU has native bf16 instructions (AVX512-BF16/AMX, Arm BF16), otherwise plain float32 with a
-one-line notice, because emulated bf16 autocast is slower than float32 (2-9× for matmul-heavy
-models on this project's CPU). `dtype=torch.bfloat16` (or `learn.to_bf16()`) forces it anyway.
+Which dtype (`MixedPrecision(dtype="auto")`, also `dtype=None`): decided on the first batch by
+`deepfit.learner.auto_precision.choose_precision`: bfloat16 on CUDA GPUs with native bf16, float16
+with loss scaling on older ones; on a CPU, bfloat16 only when it has native bf16 instructions *and*
+a timed probe of one forward+backward on the actual model and batch finds it faster (cached per
+machine and model), otherwise float32, because emulated bf16 autocast is many times slower. The
+choice and its reason are printed once (`learn.logger`) and kept as `.choice` (a `PrecisionChoice`;
+`.choice.as_dict()` for run configs). `dtype=torch.bfloat16` (or `learn.to_bf16()`) forces bf16.
 
 Contract with gradient clipping, gradient accumulation and anything else that touches gradients:
 
@@ -58,35 +61,27 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..auto_precision import (
+    PRECISION_NAMES,
+    PrecisionChoice,
+    choose_precision,
+    cpu_has_fast_bf16,
+    cuda_has_bf16,
+    parse_precision,
+)
 from ..events import Callback, CancelStep
 
 _LOW = (torch.float16, torch.bfloat16)
 
 
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU runs bfloat16 natively (x86 AVX512-BF16/AMX-BF16, Arm BF16)."""
-    get_cap = getattr(getattr(torch._C, "_cpu", None), "_get_cpu_capability", None)
-    if get_cap is not None:
-        try:
-            cap = get_cap()
-            if cap.get("avx512_bf16") or cap.get("amx_bf16"):
-                return True
-            if cap.get("architecture", "x86_64") in ("x86_64", "AMD64"):
-                return False
-        except Exception:
-            pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = set(f.read().split())
-    except OSError:
-        return False
-    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
-
-
 def default_dtype(device: torch.device) -> torch.dtype:
-    """The autocast dtype `MixedPrecision(dtype=None)` picks for `device` (float32 means off)."""
+    """The autocast dtype for `device` without a timed probe (float32 means off).
+
+    CUDA: bfloat16 on GPUs with native bf16, else float16; CPU: bfloat16 when it has native bf16
+    instructions, else float32. `precision="auto"` refines the CPU case with a probe (`choose_precision`).
+    """
     if device.type == "cuda":
-        return torch.float16
+        return torch.bfloat16 if cuda_has_bf16(device) else torch.float16
     if device.type == "cpu":
         return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
     if torch.amp.is_autocast_available(device.type):
@@ -119,25 +114,33 @@ class MixedPrecision(Callback):
     """Forward pass and loss under `torch.autocast`; dynamic loss scaling when training in float16.
 
     Args:
-        dtype: `torch.float16`, `torch.bfloat16`, `torch.float32` (off) or `None` (pick for the
-            device: see the module docstring).
+        dtype: `torch.float16`, `torch.bfloat16`, `torch.float32` (off), their names `'fp16'`, `'bf16'`,
+            `'fp32'`, or `'auto'`/`None` (chosen on the first batch: see the module docstring).
         loss_scale: use a `GradScaler`; `None` means "for float16 only".
         init_scale, growth_factor, backoff_factor, growth_interval: the `GradScaler`'s dynamic
             loss-scale settings (start scale, ×growth after `growth_interval` clean steps,
             ×backoff and skip the step on an inf/NaN gradient).
+        cache: where `'auto'` caches its CPU probe: True (`$DEEPFIT_DATA/precision_probe.json`), a path,
+            or False (probe every time).
 
-    After `before_fit`: `.dtype` (the dtype in use; float32 when off), `.device_type`, `.scaler`
-    (a `torch.amp.GradScaler`, disabled when not scaling). Reachable as `learn.mixed_precision`.
+    After the first batch: `.dtype` (the dtype in use; float32 when off), `.device_type`, `.scaler`
+    (a `torch.amp.GradScaler`, disabled when not scaling) and, for `'auto'`, `.choice`.
+    Reachable as `learn.mixed_precision`.
     """
 
     order = 90
 
-    def __init__(self, dtype: torch.dtype | None = None, loss_scale: bool | None = None,
+    def __init__(self, dtype: torch.dtype | str | None = "auto", loss_scale: bool | None = None,
                  init_scale: float = 2.0**16, growth_factor: float = 2.0, backoff_factor: float = 0.5,
-                 growth_interval: int = 2000):
-        if dtype not in (None, torch.float16, torch.bfloat16, torch.float32):
-            raise ValueError(f"dtype must be torch.float16, torch.bfloat16, torch.float32 or None, got {dtype}")
-        self.requested_dtype = dtype
+                 growth_interval: int = 2000, cache: bool | str = True):
+        try:
+            self.requested_dtype = parse_precision(dtype)
+        except ValueError:
+            raise ValueError(f"MixedPrecision: dtype must be torch.float16, torch.bfloat16, torch.float32, "
+                             f"'fp16', 'bf16', 'fp32' or 'auto', got {dtype!r}") from None
+        self.cache = cache
+        self.choice: PrecisionChoice | None = None
+        self._choice_device: str | None = None
         self.loss_scale = loss_scale
         self.scaler_kwargs = dict(init_scale=init_scale, growth_factor=growth_factor,
                                   backoff_factor=backoff_factor, growth_interval=growth_interval)
@@ -152,7 +155,6 @@ class MixedPrecision(Callback):
         self._in_fit = False
         self._unscaled_loss: Tensor | None = None
         self._grads_unscaled = False
-        self._noticed = False
 
     def __repr__(self) -> str:
         return f"MixedPrecision(dtype={self.requested_dtype})"
@@ -169,21 +171,32 @@ class MixedPrecision(Callback):
     def before_fit(self) -> None:
         self._setup()
         self._in_fit = True
-        self._attach()
+        if self.decided:
+            self._attach()
 
-    def _setup(self) -> None:
+    @property
+    def decided(self) -> bool:
+        """Whether the dtype is known (`'auto'` decides on the first batch it sees)."""
+        return self.dtype is not None
+
+    def _setup(self, xb: Any = None) -> None:
+        """Set `dtype` and the scaler; for `'auto'` without a choice yet, choose from the batch `xb` (or wait)."""
         device = _model_device(self.learn)
-        dtype = self.requested_dtype
-        if dtype is None:
-            dtype = default_dtype(device)
-            if dtype == torch.float32 and not self._noticed:
-                self._noticed = True
-                self.learn.logger(f"MixedPrecision: no fast low-precision autocast on {device.type}; "
-                                  "training in float32 (pass dtype=torch.bfloat16 to force bf16)")
+        dtype, loss_scale = self.requested_dtype, self.loss_scale
+        if dtype == "auto":
+            if self.choice is None or self._choice_device != device.type:
+                if xb is None:
+                    self.dtype = None
+                    return
+                self.choice = choose_precision(self.learn.model, xb, device, cache=self.cache)
+                self._choice_device = device.type
+                self.learn.logger(f"MixedPrecision: precision auto chose {self.choice}")
+            dtype = self.choice.dtype
+            loss_scale = self.choice.loss_scale if loss_scale is None else loss_scale
         if dtype in _LOW and not torch.amp.is_autocast_available(device.type):
             raise RuntimeError(f"MixedPrecision: torch.autocast is not available for device type {device.type!r}")
         self.dtype, self.device_type = dtype, device.type
-        scale = dtype == torch.float16 if self.loss_scale is None else bool(self.loss_scale)
+        scale = dtype == torch.float16 if loss_scale is None else bool(loss_scale)
         scale = scale and dtype in _LOW
         if (self.scaler is None or self.scaler.is_enabled() != scale
                 or getattr(self.scaler, "_device", device.type) != device.type):
@@ -230,13 +243,17 @@ class MixedPrecision(Callback):
     def before_validate(self) -> None:
         if self.dtype is None:
             self._setup()
-        self._attach()
+        if self.decided:
+            self._attach()
 
     def after_validate(self) -> None:
         if not self._in_fit:
             self._detach()
 
     def before_batch(self) -> None:
+        if not self.decided:
+            self._setup(self.learn.xb)
+            self._attach()
         self._armed = self.enabled
 
     def after_pred(self) -> None:
@@ -306,9 +323,34 @@ def unscale_gradients(learn) -> None:
         mp.unscale_grads()
 
 
-def set_precision(learn, dtype: torch.dtype | None, **kwargs) -> Any:
-    """Replace any attached `MixedPrecision` by `MixedPrecision(dtype, **kwargs)`; `float32` just removes it."""
+def set_precision(learn, dtype: torch.dtype | str | None, **kwargs) -> Any:
+    """Replace any attached `MixedPrecision` by `MixedPrecision(dtype, **kwargs)`; float32 just removes it.
+
+    `dtype`: `'auto'` (or None), `'bf16'`, `'fp16'`, `'fp32'` or a torch dtype.
+    """
+    dtype = parse_precision(dtype)
     learn.remove_cb(MixedPrecision)
     if dtype != torch.float32:
         learn.add_cb(MixedPrecision(dtype=dtype, **kwargs))
     return learn
+
+
+def precision_record(learn) -> dict[str, Any]:
+    """What `learn` trains in, for a run's config: `{'precision', 'loss_scale', 'reason'[, 'probe_seconds']}`.
+
+    Before an `'auto'` callback has seen a batch the precision is `'auto'` (undecided).
+    """
+    mp = getattr(learn, "mixed_precision", None)
+    if not isinstance(mp, MixedPrecision) or mp not in learn.cbs:
+        return {"precision": "fp32", "loss_scale": False, "reason": "no MixedPrecision callback"}
+    requested = mp.requested_dtype
+    if requested != "auto":
+        scale = requested == torch.float16 if mp.loss_scale is None else bool(mp.loss_scale)
+        return {"precision": PRECISION_NAMES[requested], "loss_scale": scale and requested in _LOW,
+                "reason": "requested"}
+    if mp.choice is None:
+        return {"precision": "auto", "loss_scale": False, "reason": "not decided yet (decides on the first batch)"}
+    out = mp.choice.as_dict()
+    if mp.dtype is not None:
+        out["loss_scale"] = mp.scaling
+    return out

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ...safe_io import atomic_torch_save, safe_torch_load
 from ..events import Callback, CancelFit, CancelStep
 from ..metrics import batch_size_of
 from .precision import unscale_gradients
@@ -99,11 +100,24 @@ def _recorder(learn):
     return rec
 
 
+def default_monitor(learn) -> str:
+    """What the best epoch is chosen by: the first metric's name when there is a metric, else `valid_loss`."""
+    metrics = getattr(learn, "metrics", None) or []
+    return metrics[0].name if metrics else "valid_loss"
+
+
+def monitor_mode(monitor: str) -> str:
+    """`'min'` for names containing loss, error or perplexity, else `'max'` (accuracy, F1...)."""
+    return "min" if any(k in monitor for k in ("loss", "error", "perplexity")) else "max"
+
+
 class TrackerCallback(Callback):
     """Base for callbacks that follow one recorded value and note when it improves.
 
     Args:
-        monitor: the recorded value to follow (`valid_loss`, `train_loss`, a metric name...).
+        monitor: the recorded value to follow (`valid_loss`, `train_loss`, a metric name...), or
+            `'auto'`: the first metric when the Learner has one, else `valid_loss` (`default_monitor`),
+            resolved at the start of each `fit`.
         mode: `'min'`, `'max'`, or `'auto'` (min for names containing loss, error or perplexity).
         min_delta: an improvement must beat the best value by more than this.
     """
@@ -111,14 +125,20 @@ class TrackerCallback(Callback):
     order = 65  # after Recorder (50) wrote the epoch's row and ProgressCallback (60) printed it
 
     def __init__(self, monitor: str = "valid_loss", mode: str = "auto", min_delta: float = 0.0):
-        if mode == "auto":
-            mode = "min" if any(k in monitor for k in ("loss", "error", "perplexity")) else "max"
-        if mode not in ("min", "max"):
+        if mode not in ("auto", "min", "max"):
             raise ValueError(f"{type(self).__name__}: mode must be 'min', 'max' or 'auto', got {mode!r}")
         if min_delta < 0:
             raise ValueError(f"{type(self).__name__}: min_delta must be >= 0, got {min_delta}")
-        self.monitor, self.mode, self.min_delta = monitor, mode, min_delta
+        self.requested_monitor, self.requested_mode, self.min_delta = monitor, mode, min_delta
+        self.monitor: str = monitor
+        self.mode: str = "min"
+        if monitor != "auto":
+            self._resolve(monitor)
         self._reset()
+
+    def _resolve(self, monitor: str) -> None:
+        self.monitor = monitor
+        self.mode = monitor_mode(monitor) if self.requested_mode == "auto" else self.requested_mode
 
     def _reset(self) -> None:
         self.best = math.inf if self.mode == "min" else -math.inf
@@ -126,6 +146,8 @@ class TrackerCallback(Callback):
         self.wait = 0
 
     def before_fit(self) -> None:
+        if self.requested_monitor == "auto":
+            self._resolve(default_monitor(self.learn))
         names = recorded_names(self.learn)
         if self.monitor not in names:
             raise ValueError(f"{type(self).__name__}: cannot monitor {self.monitor!r}; recorded values are {names}")
@@ -192,10 +214,13 @@ class EarlyStopping(TrackerCallback):
 class SaveBestModel(TrackerCallback):
     """Saves the model whenever `monitor` improves, and loads the best weights back after `fit`.
 
-    The file is `<learn.path>/models/<fname>.pth` (the model's `state_dict`).
+    The file is `<learn.path>/models/<fname>.pth` (the model's `state_dict`). By default the best
+    epoch is the one with the best first metric (highest accuracy, lowest error rate...), or the
+    lowest validation loss when the Learner has no metric; the choice is logged at the start of
+    `fit`. `summary()` gives the best and the last epoch's results side by side.
     """
 
-    def __init__(self, monitor: str = "valid_loss", mode: str = "auto", min_delta: float = 0.0,
+    def __init__(self, monitor: str = "auto", mode: str = "auto", min_delta: float = 0.0,
                  fname: str = "best", load_at_end: bool = True):
         super().__init__(monitor, mode, min_delta)
         self.fname, self.load_at_end = fname, load_at_end
@@ -208,19 +233,45 @@ class SaveBestModel(TrackerCallback):
     def before_fit(self) -> None:
         super().before_fit()
         self._saved_this_fit = False
+        if getattr(self.learn, "lr_finder", None) is None:
+            self.learn.logger(f"SaveBestModel: best epoch = {'highest' if self.mode == 'max' else 'lowest'} "
+                              f"{self.monitor}")
+
+    def summary(self) -> dict[str, Any]:
+        """The best epoch (by this callback's `monitor`) and the last epoch, with their recorded results."""
+        return epoch_summary(self.learn, self.monitor, self.mode)
 
     def after_epoch(self) -> None:
         if self._improved():
-            path = self.path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(self.learn.model.state_dict(), path)
+            atomic_torch_save(self.learn.model.state_dict(), self.path)  # never half a file, even if killed
             self._saved_this_fit = True
 
     def after_fit(self) -> None:
         if self.load_at_end and self._saved_this_fit and getattr(self.learn, "lr_finder", None) is None:
-            self.learn.model.load_state_dict(torch.load(self.path, map_location="cpu", weights_only=True))
+            self.learn.model.load_state_dict(safe_torch_load(self.path))
             self.learn.logger(f"SaveBestModel: loaded epoch {self.best_epoch} ({self.monitor} {self.best:.6g}) "
                               f"from {self.path}")
+
+
+def epoch_summary(learn, monitor: str = "auto", mode: str = "auto") -> dict[str, Any]:
+    """The best and the last epoch of the Recorder's table: `{'monitor', 'mode', 'best_epoch', 'best',
+    'last_epoch', 'last'}`, where `best` and `last` are the recorded rows (losses and metrics by name).
+
+    `monitor='auto'` is the first metric, else `valid_loss` (as `SaveBestModel`); ties go to the
+    earlier epoch. Epochs without a value for `monitor` are skipped; with none at all, `best_epoch`
+    is None. This is what a run's `metrics.json` reports as `best` and `last`.
+    """
+    if monitor == "auto":
+        monitor = default_monitor(learn)
+    mode = monitor_mode(monitor) if mode == "auto" else mode
+    table = _recorder(learn).table()
+    scored = [row for row in table if isinstance(row.get(monitor), (int, float)) and math.isfinite(row[monitor])]
+    pick = max if mode == "max" else min  # both return the earliest of equal values
+    best = pick(scored, key=lambda r: r[monitor]) if scored else None
+    last = table[-1] if table else None
+    return {"monitor": monitor, "mode": mode,
+            "best_epoch": None if best is None else best["epoch"], "best": best,
+            "last_epoch": None if last is None else last["epoch"], "last": last}
 
 
 class ReduceLROnPlateau(TrackerCallback):

@@ -40,7 +40,7 @@ from .events import (
     CancelValidate,
 )
 from .export import export_learner, to_onnx, to_torchscript
-from .freeze import freeze_to
+from .freeze import check_bn_freeze, freeze, freeze_to
 from .losses import resolve_activation
 from .metrics import Metric, as_metric
 from .optim import build_param_groups, default_opt, layer_groups, lr_for_groups, max_lr, n_layer_groups, set_hyper
@@ -68,10 +68,14 @@ class Learner:
             progress). Each can be removed afterwards with `remove_cb`.
         path: folder where `save`, `export` and plots write by default.
         splitter: `model -> list of layer groups` (modules or parameter lists); default:
-            `optim.default_splitter` (body and head of an `nn.Sequential`, else one group).
+            `optim.default_splitter` (body and head of an `nn.Sequential`, else one group) for
+            learning rates, and the model's top-level children for `freeze`/`freeze_to` (see `freeze.py`).
         wd: weight decay for every group that takes it; `None` keeps the optimizer's default.
         wd_bn_bias: also decay biases and normalization weights (off by default).
         train_bn: `freeze`/`freeze_to` leave batchnorm weights trainable in frozen groups.
+        bn_freeze: which batchnorm layers stay in eval mode while training (running statistics fixed):
+            `'frozen'` (those of frozen groups, the default), `True` (all, the notes' `learn.bn_freeze=True`)
+            or `False` (none).
         precision: None (plain float32, no callback), `'auto'` (bf16/fp16 where the hardware runs it
             fast, chosen on the first batch: see `callbacks.precision`), `'bf16'`, `'fp16'` or `'fp32'`.
     """
@@ -91,6 +95,7 @@ class Learner:
         wd: float | None = None,
         wd_bn_bias: bool = False,
         train_bn: bool = True,
+        bn_freeze: bool | str = "frozen",
         precision: str | torch.dtype | None = None,
     ):
         self.model = model
@@ -104,6 +109,7 @@ class Learner:
         self.path = Path(path)
         self.splitter = splitter
         self.wd, self.wd_bn_bias, self.train_bn = wd, wd_bn_bias, train_bn
+        self.bn_freeze = check_bn_freeze(bn_freeze)
         self.frozen_idx = 0
         self.opt: torch.optim.Optimizer | None = None
         self.cbs: list[Callback] = []
@@ -249,8 +255,8 @@ class Learner:
         return freeze_to(self, n, train_bn=train_bn)
 
     def freeze(self, train_bn: bool | None = None) -> int:
-        """Freeze every layer group but the last."""
-        return self.freeze_to(-1, train_bn=train_bn)
+        """Freeze every layer group before the last one holding parameters (the head); see `freeze.py`."""
+        return freeze(self, train_bn=train_bn)
 
     def unfreeze(self) -> int:
         """Make every layer group trainable."""

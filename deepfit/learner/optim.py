@@ -61,6 +61,36 @@ def default_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
     return [list(model.parameters())]
 
 
+def top_children(model: nn.Module) -> list[nn.Module]:
+    """The top-level children of `model`, looking through wrappers whose only child holds everything."""
+    model = unwrap(model)
+    while True:
+        children = list(model.children())
+        if len(children) == 1 and not list(model.parameters(recurse=False)) and list(children[0].children()):
+            model = children[0]
+            continue
+        return children
+
+
+def children_splitter(model: nn.Module) -> list[list[nn.Parameter]]:
+    """One layer group per top-level child of `model`, in registration order, as the notes' fastai (0.7) split
+    a custom model: children without parameters (ReLU, pooling, Flatten, LogSoftmax) are groups too, so that
+    `freeze_to(-4)` counts the last four children whatever they hold.
+
+    A model whose only child holds everything (a wrapper around one `nn.Sequential`) is split by that child's
+    children. Parameters registered on the model itself (not in a child) join the first group. A model without
+    children is one group.
+    """
+    model = unwrap(model)
+    children = top_children(model)
+    if not children:
+        return [list(model.parameters())]
+    groups = [list(c.parameters()) for c in children]
+    in_children = {id(p) for g in groups for p in g}
+    groups[0] = [p for p in model.parameters() if id(p) not in in_children] + groups[0]
+    return groups
+
+
 def check_layer_groups(model: nn.Module, groups: Iterable[Any]) -> LayerGroups:
     """Normalise a splitter's output into lists of parameters and check it covers the model.
 

@@ -51,13 +51,37 @@ def test_frozen_params_bit_identical_after_fit(opt_func):
     body1, head1 = snapshot(learn.model[0]), snapshot(learn.model[1])
     for k in CONV_PARAMS:
         assert torch.equal(body0[k], body1[k]), k
-    for k in BN_PARAMS + BN_STATS:  # train_bn=True: BN affine weights train, and stats update
+    for k in BN_PARAMS:  # train_bn=True: BN affine weights train
         assert not torch.equal(body0[k], body1[k]), k
+    for k in BN_STATS:  # bn_freeze='frozen': the frozen body's running statistics stay the pretrained ones
+        assert torch.equal(body0[k], body1[k]), k
     assert all(not torch.equal(head0[k], head1[k]) for k in head0)
     learn.unfreeze()
     assert all(p.requires_grad for p in learn.model.parameters()) and learn.frozen_idx == 0
     learn.fit(1, lr=1e-2)
     assert not torch.equal(body1["0.weight"], learn.model[0][0].weight)
+    assert not torch.equal(body1["1.running_mean"], learn.model[0][1].running_mean)  # unfrozen: stats move
+
+
+def test_bn_freeze_false_lets_frozen_stats_move():
+    learn = make_learner(bn_freeze=False)
+    learn.freeze()
+    body0 = snapshot(learn.model[0])
+    learn.fit(1, lr=1e-2)
+    assert not torch.equal(body0["1.running_mean"], learn.model[0][1].running_mean)
+    assert torch.equal(body0["0.weight"], learn.model[0][0].weight)
+
+
+def test_bn_freeze_true_keeps_every_bn_in_eval_mode():
+    """The notes' `learn.bn_freeze=True`: running statistics stay fixed even in unfrozen layers."""
+    learn = make_learner(bn_freeze=True)
+    stats0 = snapshot(learn.model[0])
+    learn.fit(1, lr=1e-2)
+    for k in BN_STATS:
+        assert torch.equal(stats0[k], learn.model[0].state_dict()[k]), k
+    assert not torch.equal(stats0["1.weight"], learn.model[0][1].weight)  # the affine weights train
+    with pytest.raises(ValueError, match="bn_freeze"):
+        make_learner(bn_freeze="all")
 
 
 def test_train_bn_false_freezes_bn_weights_too():
@@ -66,9 +90,8 @@ def test_train_bn_false_freezes_bn_weights_too():
     body0 = snapshot(learn.model[0])
     learn.fit(1, lr=1e-2)
     body1 = snapshot(learn.model[0])
-    for k in CONV_PARAMS + BN_PARAMS:
+    for k in CONV_PARAMS + BN_PARAMS + BN_STATS:
         assert torch.equal(body0[k], body1[k]), k
-    assert not torch.equal(body0["1.running_mean"], body1["1.running_mean"])
 
 
 def test_bn_freeze_keeps_running_stats_of_frozen_groups():
@@ -109,7 +132,93 @@ def test_freeze_to_with_three_groups_and_bounds():
     assert all(p.requires_grad for p in model.parameters())
 
 
-def test_freeze_single_group_model_freezes_nothing():
+def notes_dogs_cats_model() -> nn.Sequential:
+    """The notes' lesson-7 CAM model: a resnet's children but the last two, then a 2-channel conv, average
+    pooling, Flatten and LogSoftmax. The resnet body is a small stand-in with a resnet's twelve children."""
+
+    def block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+
+    resnet_children = [nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                       nn.MaxPool2d(2), block(8, 8, 1), block(8, 16, 2), block(16, 16, 1), block(16, 16, 1),
+                       nn.AdaptiveAvgPool2d(1), nn.Linear(16, 1000)]  # avgpool and fc: dropped by [:-2]
+    return nn.Sequential(*resnet_children[:-2], nn.Conv2d(16, 2, 3, padding=1), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.LogSoftmax(dim=1))
+
+
+def rgb_dls(n: int = 64, bs: int = 16) -> DataLoaders:
+    g = torch.Generator().manual_seed(1)
+    y = torch.arange(n) % 2
+    x = torch.randn(n, 3, 16, 16, generator=g) + y.view(-1, 1, 1, 1)  # class 1 is brighter
+    return DataLoaders(TensorLoader(x, y, bs=bs, shuffle=True, seed=0, device="cpu"),
+                       TensorLoader(x, y, bs=bs, device="cpu"), device="cpu")
+
+
+def test_freeze_to_minus_4_on_the_notes_dogs_cats_model():
+    torch.manual_seed(0)
+    model = notes_dogs_cats_model()
+    learn = Learner(model, rgb_dls(n=128), loss_func=nn.NLLLoss())
+    learn.remove_cb(ProgressCallback)
+    assert learn.freeze_to(-4) == 8  # 12 children: the conv, pool, Flatten and LogSoftmax added last train
+    new_conv = model[8]
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    bn_names = {n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    assert {n for n in trainable if n.rsplit(".", 1)[0] not in bn_names} == {"8.weight", "8.bias"}
+    assert frozen_bn_layers(learn) == [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    before = snapshot(model)
+    loss0 = learn.validate()[0]
+    learn.fit(4, lr=3e-2)
+    after = snapshot(model)
+    assert torch.equal(before["0.weight"], after["0.weight"]) and torch.equal(before["7.0.weight"], after["7.0.weight"])
+    assert torch.equal(before["1.running_mean"], after["1.running_mean"])  # frozen BN keeps its statistics
+    assert not torch.equal(before["8.weight"], new_conv.weight)
+    assert learn.validate()[0] < loss0 - 0.1  # the new conv head learns on the frozen body
+    assert learn.freeze() == 8  # freeze() trains the last group holding parameters: the same here
+    with pytest.raises(ValueError, match="hold no parameters"):
+        learn.freeze_to(-1)  # only the LogSoftmax
+
+
+class FashionNetwork(nn.Module):
+    """The cookbook's network: not an nn.Sequential, its layers registered in this order."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden1 = nn.Linear(64, 32)
+        self.hidden2 = nn.Linear(32, 16)
+        self.output = nn.Linear(16, 2)
+        self.log_softmax = nn.LogSoftmax(dim=1)
+        self.activation = nn.ReLU()
+
+    def forward(self, x):
+        x = self.activation(self.hidden1(x.flatten(1)))
+        x = self.activation(self.hidden2(x))
+        return self.log_softmax(self.output(x))
+
+
+def test_freeze_splits_a_one_group_model_by_its_children():
+    model = FashionNetwork()
+    learn = Learner(model, image_dls(), loss_func=nn.NLLLoss())
+    assert len(learn.parameter_groups()) == 1  # learning rates: one group
+    assert learn.freeze() == 2  # freezing: hidden1, hidden2 | output (log_softmax, activation hold nothing)
+    assert [p.requires_grad for p in model.parameters()] == [False, False, False, False, True, True]
+    assert learn.freeze_to(1) == 1 and model.hidden2.weight.requires_grad and not model.hidden1.weight.requires_grad
+    wrapped = nn.Module()
+    wrapped.layers = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 2))
+    wrapped.forward = wrapped.layers.forward
+    learn = Learner(wrapped, image_dls())
+    assert learn.freeze() == 3 and not wrapped.layers[1].weight.requires_grad  # looks through the wrapper
+
+
+def test_freeze_a_single_group_model_is_a_clear_error():
+    learn = Learner(nn.Sequential(nn.Flatten(), nn.Linear(64, 2)), image_dls())
+    with pytest.raises(ValueError, match="single layer group.*splitter="):
+        learn.freeze()
     learn = Learner(nn.Linear(4, 2), image_dls())
-    assert learn.freeze() == 0
-    assert all(p.requires_grad for p in learn.model.parameters())
+    with pytest.raises(ValueError, match="Linear has no child modules"):
+        learn.freeze()
+    with pytest.raises(ValueError, match="single layer group"):
+        learn.freeze_to(-1)
+    assert learn.unfreeze() == 0 and all(p.requires_grad for p in learn.model.parameters())
+    learn = Learner(body_head(), image_dls(), splitter=lambda m: [m])
+    with pytest.raises(ValueError, match="its splitter gives one layer group"):
+        learn.freeze()

@@ -184,7 +184,7 @@ def test_get_preds_and_predict(tiny_dls):
 def _train_once(seed: int) -> tuple[list[float], torch.Tensor]:
     torch.manual_seed(seed)
     dls = make_linear_data(seed=3)
-    learn = Learner(MLP(4, (16,), 3), dls, metrics=[accuracy], default_cbs=True)
+    learn = Learner(MLP(c_in=4, n_out=3, hidden=(16,), img_size=1), dls, metrics=[accuracy], default_cbs=True)
     learn.remove_cb(learn.progress)
     learn.fit(2)
     return learn.recorder.losses, next(learn.model.parameters()).detach().clone()

@@ -6,10 +6,15 @@ import torch
 from torch import Tensor
 
 from ..events import Callback
+from ..freeze import apply_bn_freeze
 
 
 class TrainEvalCallback(Callback):
-    """Puts the model in train mode for training and eval mode for validation; keeps iteration counters."""
+    """Puts the model in train mode for training and eval mode for validation; keeps iteration counters.
+
+    While training, the batchnorm layers `learn.bn_freeze` names stay in eval mode (by default those of
+    frozen layer groups: see `deepfit.learner.freeze`).
+    """
 
     order = -10
 
@@ -19,6 +24,7 @@ class TrainEvalCallback(Callback):
 
     def before_train(self) -> None:
         self.learn.model.train()
+        apply_bn_freeze(self.learn)
 
     def before_batch(self) -> None:
         learn = self.learn

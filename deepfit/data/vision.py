@@ -9,6 +9,8 @@ Small folders are decoded once into a uint8 tensor (`TensorLoader`); large ones 
 
 from __future__ import annotations
 
+import math
+import os
 import random
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -20,6 +22,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ..threads import available_cpus, cgroup_cpu_quota
 from .blocks import (
     IMAGE_EXTENSIONS,
     CategoryProcessor,
@@ -33,6 +36,7 @@ from .blocks import (
     parent_label,
     read_csv,
 )
+from .cache import DecodedCache, cache_folder
 from .core import (
     DataLoaders,
     TensorLoader,
@@ -80,68 +84,154 @@ def _item_seed(seed: int, epoch: int, i: int) -> int:
     return _epoch_seed(seed, epoch) * 10_000_019 + i
 
 
-class ImageDataset(torch.utils.data.Dataset):
-    """`(uint8 C×H×W tensor, label)` for item `i`: the file read, converted to `mode`, item-transformed.
+def default_num_workers(cap: int = 8) -> int:
+    """Loader worker processes when none are asked for: the CPUs this process may use (its affinity mask,
+    capped by a cgroup CPU quota) less one for the training loop, at most `cap`; 0 on a single CPU."""
+    cpus = available_cpus()
+    quota = cgroup_cpu_quota()
+    if quota is not None:
+        cpus = min(cpus, max(1, math.floor(quota)))
+    return max(0, min(cap, cpus - 1))
 
-    Random item transforms draw from a `random.Random` seeded by `(seed, epoch, i)`.
+
+class ImageDataset(torch.utils.data.Dataset):
+    """The decoded items of an image list: the file read, converted to `mode`, item-transformed.
+
+    `ds[i]` is `(uint8 C×H×W tensor, label)`; `ds[[(epoch, i), ...]]` is a whole batch `(uint8 N×C×H×W,
+    labels)` (what `ImageLoader` asks its workers for). Random item transforms draw from a `random.Random`
+    seeded by `(seed, epoch, i)`, so an item's pixels do not depend on which process decodes it.
+    `shape` (`(C, H, W)`), when given, is checked for every item.
     """
 
     def __init__(self, items: Sequence[Path], labels: Tensor, item_tfms: Sequence[ItemTransform] = (),
-                 mode: str = "RGB", train: bool = True, seed: int = 0, size: tuple[int, int] | None = None):
+                 mode: str = "RGB", train: bool = True, seed: int = 0, shape: tuple[int, int, int] | None = None):
         if len(items) != len(labels):
             raise ValueError(f"ImageDataset: {len(items)} items but {len(labels)} labels")
         self.items, self.labels = list(items), labels
         self.item_tfms, self.mode, self.train, self.seed = list(item_tfms), mode, train, seed
-        self.size = size
+        self.shape = None if shape is None else tuple(int(s) for s in shape)
         self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def image(self, i: int) -> Tensor:
+    @property
+    def spec(self) -> str:
+        """What decides an item's pixels besides its file (the key of a decoded cache)."""
+        return f"mode={self.mode};train={self.train};tfms=[{', '.join(map(repr, self.item_tfms))}]"
+
+    def pixels(self, i: int, epoch: int | None = None) -> np.ndarray:
+        """Item `i` as a uint8 array `H×W` or `H×W×C` (random item transforms drawn for `epoch`)."""
         path = self.items[i]
         img = open_image(path, self.mode)
         if self.item_tfms:
-            rng = random.Random(_item_seed(self.seed, self.epoch, i))
+            epoch = self.epoch if epoch is None else epoch
+            rng = random.Random(_item_seed(self.seed, epoch, i)) if self.train else None
             img = apply_item_tfms(img, self.item_tfms, rng=rng, train=self.train)
-        x = image_to_tensor(img)
-        if self.size is not None and tuple(x.shape[1:]) != tuple(self.size):
-            raise ImageReadError(f"{path}: image is {x.shape[2]}×{x.shape[1]} (w×h) after item transforms but "
-                                 f"others are {self.size[1]}×{self.size[0]}; add an item transform such as "
-                                 "Resize(size) so all images share one size")
-        return x
+        a = np.array(img, dtype=np.uint8)  # a writable copy (PIL's buffer is read-only)
+        if self.shape is not None:
+            c = 1 if a.ndim == 2 else a.shape[2]
+            if (c, *a.shape[:2]) != self.shape:
+                raise ImageReadError(f"{path}: image is {a.shape[1]}×{a.shape[0]} (w×h) with {c} channel(s) after "
+                                     f"item transforms but others are {self.shape[2]}×{self.shape[1]} with "
+                                     f"{self.shape[0]}; add an item transform such as Resize(size) so all images "
+                                     "share one size")
+        return a
 
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return self.image(i), self.labels[i]
+    def image(self, i: int, epoch: int | None = None) -> Tensor:
+        """Item `i` as a uint8 tensor `C×H×W`."""
+        return _hwc_to_chw(self.pixels(i, epoch))
+
+    def batch(self, keys: Sequence[tuple[int, int]]) -> tuple[Tensor, Tensor]:
+        """`(uint8 N×C×H×W, labels)` of the items `[(epoch, i), ...]`."""
+        idx = [i for _, i in keys]
+        if self.shape is None:
+            x = torch.stack([self.image(i, e) for e, i in keys])
+        else:
+            x = torch.empty((len(keys), *self.shape), dtype=torch.uint8)
+            for k, (e, i) in enumerate(keys):
+                a = self.pixels(i, e)
+                x[k].copy_(torch.from_numpy(a).unsqueeze(0) if a.ndim == 2 else torch.from_numpy(a).permute(2, 0, 1))
+        return x, self.labels[idx]
+
+    def __getitem__(self, key: int | tuple[int, int] | list[tuple[int, int]]):
+        if isinstance(key, list):
+            return self.batch(key)
+        if isinstance(key, tuple):
+            epoch, i = key
+            return self.image(i, epoch), self.labels[i]
+        return self.image(key), self.labels[key]
+
+
+def _hwc_to_chw(a: np.ndarray) -> Tensor:
+    t = torch.from_numpy(a)
+    return t.unsqueeze(0) if t.ndim == 2 else t.permute(2, 0, 1).contiguous()
+
+
+class _Plan(torch.utils.data.Sampler):
+    """The batches of the epoch being read, as lists of `(epoch, item)` keys; the loader sets them before each
+    pass, so one (persistent) `torch.utils.data.DataLoader` serves every epoch."""
+
+    def __init__(self):
+        self.batches: list[list[tuple[int, int]]] = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 class ImageLoader:
-    """Reads an `ImageDataset` with `torch.utils.data.DataLoader` workers and yields batches on `device`.
+    """Reads an `ImageDataset` in `num_workers` worker processes and yields batches on `device`.
 
-    Like `TensorLoader`: uint8 → float / 255 → normalize with `mean`/`std` → batch `tfms`, on the
-    device; the order of epoch `e` depends only on `(seed, e)` (`set_epoch` to resume).
+    The workers decode and item-transform whole batches (uint8); the batch is copied to the device (from
+    pinned memory, without blocking, on CUDA), converted there like `TensorLoader` (uint8 → float / 255 →
+    normalize with `mean`/`std`) and augmented by the batch `tfms`. The order of epoch `e` and its random item
+    transforms depend only on `(seed, e)`, so any number of workers gives the same batches (`set_epoch` to
+    resume). The workers are started once and kept between epochs (`persistent_workers`); a change to the
+    dataset after the first pass does not reach them (make a new loader with `new`).
+
+    `cache`, a `DecodedCache` of this dataset, is filled during the first complete pass (or by
+    `build_cache()`); from then on batches are read from its memory map in this process, without workers.
     """
 
     yields_on_device = True
 
     def __init__(self, dataset: ImageDataset, bs: int = 64, shuffle: bool = False, drop_last: bool = False,
                  seed: int | None = None, device: torch.device | str | None = None, mean=None, std=None,
-                 tfms: Sequence[Callable[[Tensor], Tensor]] = (), num_workers: int = 0, pin_memory: bool = False):
+                 tfms: Sequence[Callable[[Tensor], Tensor]] = (), num_workers: int = 0,
+                 pin_memory: bool | None = None, persistent_workers: bool = True, prefetch_factor: int = 2,
+                 cache: DecodedCache | None = None):
         if bs < 1:
             raise ValueError(f"ImageLoader: bs must be >= 1, got {bs}")
+        if num_workers < 0:
+            raise ValueError(f"ImageLoader: num_workers must be >= 0, got {num_workers}")
         self.dataset, self.bs, self.shuffle, self.drop_last = dataset, bs, shuffle, drop_last
         self.seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if seed is None else int(seed)
         self.device = torch.device(device) if device is not None else default_device()
         self.tfms = list(tfms)
         self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.persistent_workers, self.prefetch_factor = persistent_workers, prefetch_factor
+        self.cache = cache
         self.epoch = 0
+        self.shard_rank, self.num_shards, self.pad_shards = 0, 1, False
         self.mean = None if mean is None else torch.as_tensor(mean, dtype=torch.float32)
         self.std = None if std is None else torch.as_tensor(std, dtype=torch.float32)
         tell_stats(self.tfms, self.mean, self.std)
+        self._plan = _Plan()
+        self._torch_loader: torch.utils.data.DataLoader | None = None
+        self._torch_loader_pins = False
 
     @property
     def n(self) -> int:
-        return len(self.dataset)
+        """Items this loader yields per epoch (its shard's share when sharded)."""
+        total, world = len(self.dataset), self.num_shards
+        if world == 1:
+            return total
+        if self.pad_shards:
+            return -(-total // world)
+        return len(range(self.shard_rank, total, world))
 
     def __len__(self) -> int:
         return self.n // self.bs if self.drop_last else -(-self.n // self.bs)
@@ -149,15 +239,46 @@ class ImageLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def shard(self, rank: int, world: int, pad: bool = False) -> None:
+        """Yield only items `rank, rank + world, ...` of each epoch's order (distributed training); `pad=True`
+        first wraps the order around so that every shard has the same size."""
+        if not 0 <= rank < world:
+            raise ValueError(f"shard rank must be in [0, {world}), got {rank}")
+        self.shard_rank, self.num_shards, self.pad_shards = rank, world, pad
+
     def order(self, epoch: int | None = None) -> list[int]:
+        """Item indices in the order of epoch `epoch` (default: the next one), this shard's only."""
         epoch = self.epoch if epoch is None else epoch
-        if not self.shuffle:
-            return list(range(self.n))
-        g = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
-        return torch.randperm(self.n, generator=g).tolist()
+        total = len(self.dataset)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch))
+            perm = torch.randperm(total, generator=g)
+        else:
+            perm = torch.arange(total)
+        if self.num_shards > 1:
+            if self.pad_shards and total % self.num_shards:
+                perm = torch.cat([perm, perm[:self.num_shards - total % self.num_shards]])
+            perm = perm[self.shard_rank::self.num_shards]
+        return perm.tolist()
+
+    def batches(self, epoch: int | None = None) -> list[list[int]]:
+        """The item indices of each batch of epoch `epoch`."""
+        order = self.order(epoch)
+        return [order[k * self.bs:(k + 1) * self.bs] for k in range(len(self))]
+
+    @property
+    def pins_memory(self) -> bool:
+        """Whether batches are staged in pinned memory: `pin_memory`, by default on when the device is CUDA."""
+        return self.device.type == "cuda" and self.pin_memory is not False
 
     def _convert(self, xb: Tensor) -> Tensor:
         return to_model_input(xb, *stats_on_device(self, xb.device))
+
+    def _on_device(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
+        xb = self._convert(xb.to(self.device, non_blocking=True))
+        for tfm in self.tfms:
+            xb = tfm(xb)
+        return xb, yb.to(self.device, non_blocking=True)
 
     def encode(self, item: Any) -> Tensor:
         """One raw item (a path, a PIL image, a uint8 `C×H×W` tensor) as a batch of one, like validation."""
@@ -173,25 +294,81 @@ class ImageLoader:
             item = item.unsqueeze(0)
         return self._convert(item.to(self.device))
 
-    def __iter__(self):
+    def torch_loader(self) -> torch.utils.data.DataLoader:
+        """The `torch.utils.data.DataLoader` that decodes batches (made once; again when pinning changes)."""
+        pins = self.pins_memory
+        if self._torch_loader is None or self._torch_loader_pins != pins:
+            extra: dict[str, Any] = {}
+            if self.num_workers > 0:
+                extra = dict(persistent_workers=self.persistent_workers, prefetch_factor=self.prefetch_factor)
+            self._torch_loader = torch.utils.data.DataLoader(
+                self.dataset, batch_size=None, sampler=self._plan, num_workers=self.num_workers, pin_memory=pins,
+                **extra)
+            self._torch_loader_pins = pins
+        return self._torch_loader
+
+    def _decoded(self, batches: list[list[int]], epoch: int) -> Iterator[tuple[list[int], Tensor, Tensor]]:
+        """`(indices, uint8 xb, yb)` of each batch, decoded by the workers (or here, with no workers)."""
+        self._plan.batches = [[(epoch, i) for i in idx] for idx in batches]
+        for k, (xb, yb) in enumerate(self.torch_loader()):
+            yield batches[k], xb, yb
+
+    def _cached(self, batches: list[list[int]]) -> Iterator[tuple[Tensor, Tensor]]:
+        rows_all = self.cache.array()  # type: ignore[union-attr]
+        for idx in batches:
+            rows = np.asarray(idx, dtype=np.int64)
+            order = np.argsort(rows, kind="stable")  # read the file forwards, then put the rows back in order
+            x = np.empty((len(rows), *rows_all.shape[1:]), dtype=np.uint8)
+            x[order] = rows_all[rows[order]]
+            xb, yb = torch.from_numpy(x), self.dataset.labels[idx]
+            if self.pins_memory:
+                xb, yb = xb.pin_memory(), yb.pin_memory()
+            yield xb, yb
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         epoch = self.epoch
         self.epoch += 1
-        self.dataset.epoch = epoch
-        dl = torch.utils.data.DataLoader(
-            self.dataset, batch_size=self.bs, sampler=self.order(epoch), drop_last=self.drop_last,
-            num_workers=self.num_workers, pin_memory=self.pin_memory and self.device.type == "cuda")
-        for xb, yb in dl:
-            xb = self._convert(xb.to(self.device, non_blocking=True))
-            for tfm in self.tfms:
-                xb = tfm(xb)
-            yield xb, yb.to(self.device, non_blocking=True)
+        batches = self.batches(epoch)
+        cache = self.cache
+        if cache is not None and cache.complete:
+            for xb, yb in self._cached(batches):
+                yield self._on_device(xb, yb)
+            return
+        build = cache is not None and self.num_shards == 1
+        done = 0
+        for idx, xb, yb in self._decoded(batches, epoch):
+            if build:
+                cache.write(idx, xb.numpy())  # type: ignore[union-attr]
+            done += 1
+            yield self._on_device(xb, yb)
+        if build and done == len(batches):
+            self._finish_cache()
+
+    def _finish_cache(self) -> None:
+        self.cache.finish(decode=lambda i: self.dataset.image(i, 0).numpy())  # type: ignore[union-attr]
+
+    def build_cache(self) -> DecodedCache:
+        """Fill the decoded cache now, with this loader's workers, instead of during the first epoch."""
+        if self.cache is None:
+            raise ValueError("ImageLoader.build_cache: this loader has no cache (pass cache=True to the builder)")
+        if not self.cache.complete:
+            rows = self.cache.missing().tolist()
+            batches = [rows[k:k + self.bs] for k in range(0, len(rows), self.bs)]
+            for idx, xb, _ in self._decoded(batches, 0):
+                self.cache.write(idx, xb.numpy())
+            self._finish_cache()
+        return self.cache
 
     def new(self, **kwargs) -> ImageLoader:
-        """A copy with some arguments changed (e.g. `shuffle=False`, `tfms=()`)."""
+        """A copy with some arguments changed (e.g. `shuffle=False`, `tfms=()`); it starts its own workers."""
         args = dict(dataset=self.dataset, bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last,
                     seed=self.seed, device=self.device, mean=self.mean, std=self.std, tfms=self.tfms,
-                    num_workers=self.num_workers, pin_memory=self.pin_memory)
-        return type(self)(**{**args, **kwargs})
+                    num_workers=self.num_workers, pin_memory=self.pin_memory,
+                    persistent_workers=self.persistent_workers, prefetch_factor=self.prefetch_factor,
+                    cache=self.cache)
+        dl = type(self)(**{**args, **kwargs})
+        dl.shard(self.shard_rank, self.num_shards, self.pad_shards)
+        return dl
 
 
 class ImageTensorLoader(TensorLoader):
@@ -248,8 +425,9 @@ class ImageDataLoaders:
     def from_lists(items: Sequence[str | Path], labels: Sequence[str], splitter: Callable | None = None,
                    path: str | Path | None = None, valid_pct: float = 0.2, seed: int = 0,
                    item_tfms: Sequence[ItemTransform] = (), batch_tfms: Sequence[Callable] = (), bs: int = 64,
-                   val_bs: int | None = None, num_workers: int = 0, in_memory: bool | str = "auto",
-                   max_memory: int = 2**28, stats: Any = "compute", mode: str | None = None,
+                   val_bs: int | None = None, num_workers: int | None = None, in_memory: bool | str = "auto",
+                   max_memory: int = 2**28, cache: bool | str | Path = False, pin_memory: bool | None = None,
+                   stats: Any = "compute", mode: str | None = None,
                    skip_bad: bool = False, vocab: Sequence[str] | CategoryProcessor | None = None,
                    drop_last: bool = False, device: torch.device | str | None = None) -> DataLoaders:
         """Build `DataLoaders` from image paths and their string labels.
@@ -259,9 +437,18 @@ class ImageDataLoaders:
             item_tfms: per-image PIL transforms (training form for training, validation form for validation).
             batch_tfms: transforms applied on the device to training batches (after normalization).
                 Those with a `set_stats` method (e.g. `ColorJitter`) are told the normalization stats.
+            num_workers: processes that decode and item-transform the images (0: this process); default
+                `default_num_workers()`, the CPUs available to this process less one, at most 8. They
+                stream the folder every epoch (kept between epochs), or decode it once for `in_memory`
+                (folders of 1,000 images or more).
             in_memory: `True` decodes every image once into a uint8 tensor (random item transforms then
-                use their validation form); `False` reads files in `num_workers` workers each epoch;
+                use their validation form); `False` streams the files, decoded by the workers each epoch;
                 `'auto'` loads into memory when the decoded images take at most `max_memory` bytes.
+            cache: keep the decoded images (uint8, validation form of the item transforms, as `in_memory`)
+                in a file written during the first epoch and memory-mapped afterwards (`DecodedCache`):
+                `True` beside the data (`<path>/.deepfit-cache/`, else `$DEEPFIT_DATA/image-cache/`), or a
+                folder. A file that changes (size or modification time) invalidates it.
+            pin_memory: stage batches in pinned memory for non-blocking copies (default: on CUDA).
             stats: `'compute'` (per-channel stats of the training images), `'imagenet'`, `(mean, std)`
                 or `None` (only scale to [0, 1]).
             mode: PIL mode images are converted to ('L' or 'RGB'); default from the first training image.
@@ -301,11 +488,25 @@ class ImageDataLoaders:
         # the first training image after the item transforms fixes the channels and size of every item
         probe = image_to_tensor(apply_item_tfms(open_image(items[train_idx[0]], mode), item_tfms, train=False))
         n_ch, size = probe.shape[0], tuple(probe.shape[1:])
+        shape = (n_ch, *size)
         if in_memory == "auto":
             in_memory = len(used) * n_ch * size[0] * size[1] <= max_memory
+        if num_workers is None:
+            num_workers = default_num_workers()
+        root = path if path is not None else _common_folder(items)
         val_bs = val_bs or bs * 2
+
+        def dataset(idxs, train):
+            return ImageDataset([items[i] for i in idxs], y[idxs], item_tfms, mode, train, seed, shape)
+
+        def decoded_cache(ds: ImageDataset) -> DecodedCache | None:
+            if cache is False:
+                return None
+            return DecodedCache(ds.items, shape, ds.spec, cache_folder(root, cache))
+
         if in_memory:
-            x, y = _load_all([items[i] for i in used], item_tfms, mode, (n_ch, *size)), y[used]
+            all_ds = dataset(used, False)
+            x, y = _load_all(all_ds, num_workers if len(used) >= 1000 else 0, decoded_cache(all_ds)), y[used]
             n_train = len(train_idx)
             sample = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))[:5000]
             mean, std = _resolve_stats(stats, lambda: compute_stats(x[sample]))
@@ -316,10 +517,11 @@ class ImageDataLoaders:
             valid = ImageTensorLoader(x, y, mode, item_tfms, bs=val_bs, device=device, mean=mean, std=std,
                                       indices=torch.arange(n_train, len(used)))
         else:
-            def dataset(idxs, train):
-                return ImageDataset([items[i] for i in idxs], y[idxs], item_tfms, mode, train, seed, size)
-
-            train_ds, valid_ds = dataset(train_idx, True), dataset(valid_idx, False)
+            if cache is not False and any(getattr(t, "random", False) for t in item_tfms):
+                warnings.warn("cache: random item transforms use their validation form on cached images; "
+                              "augment with batch transforms (on the device) instead", stacklevel=2)
+            # the decoded cache holds the validation form of the item transforms, for training too
+            train_ds, valid_ds = dataset(train_idx, cache is False), dataset(valid_idx, False)
 
             def compute():
                 sample = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(seed))[:512]
@@ -328,10 +530,10 @@ class ImageDataLoaders:
 
             mean, std = _resolve_stats(stats, compute)
             tell_stats(batch_tfms, mean, std)
-            common = dict(device=device, mean=mean, std=std, num_workers=num_workers)
+            common = dict(device=device, mean=mean, std=std, num_workers=num_workers, pin_memory=pin_memory)
             train = ImageLoader(train_ds, bs=bs, shuffle=True, drop_last=drop_last, seed=seed, tfms=batch_tfms,
-                                **common)
-            valid = ImageLoader(valid_ds, bs=val_bs, **common)
+                                cache=decoded_cache(train_ds), **common)
+            valid = ImageLoader(valid_ds, bs=val_bs, cache=decoded_cache(valid_ds), **common)
         dls = DataLoaders(train, valid, device=device, vocab=cats.vocab)
         dls.categorize = cats
         dls.item_tfms = list(item_tfms)
@@ -457,16 +659,26 @@ class ImageList(Sequence):
         return ImageDataLoaders.from_lists(self.items, labels, splitter=splitter, path=self.path, **kwargs)
 
 
-def _load_all(items: Sequence[Path], item_tfms, mode: str, shape: tuple[int, int, int]) -> Tensor:
-    """Decode the images into one uint8 tensor `N×C×H×W` (validation form of the item transforms)."""
-    x = torch.empty(len(items), *shape, dtype=torch.uint8)
-    for i, path in enumerate(items):
-        t = image_to_tensor(apply_item_tfms(open_image(path, mode), item_tfms, train=False))
-        if tuple(t.shape) != tuple(shape):
-            raise ImageReadError(f"{path}: image is {t.shape[2]}×{t.shape[1]} (w×h) with {t.shape[0]} channel(s) "
-                                 f"after item transforms but others are {shape[2]}×{shape[1]} with {shape[0]}; "
-                                 "add an item transform such as Resize(size)")
-        x[i] = t
+def _common_folder(items: Sequence[Path]) -> Path:
+    """The deepest folder holding every item."""
+    return Path(os.path.commonpath([str(p.parent.absolute()) for p in items]))
+
+
+def _load_all(ds: ImageDataset, num_workers: int = 0, cache: DecodedCache | None = None) -> Tensor:
+    """Decode every item of `ds` into one uint8 tensor `N×C×H×W`, with `num_workers` processes, or read them
+    from `cache` (and fill it when it is not complete)."""
+    if cache is not None and cache.complete:
+        return torch.from_numpy(np.array(cache.array()))
+    x = torch.empty((len(ds), *ds.shape), dtype=torch.uint8)  # type: ignore[misc]
+    bs = 64
+    plan = _Plan()
+    plan.batches = [[(0, i) for i in range(k, min(k + bs, len(ds)))] for k in range(0, len(ds), bs)]
+    dl = torch.utils.data.DataLoader(ds, batch_size=None, sampler=plan, num_workers=num_workers)
+    for k, (xb, _) in enumerate(dl):
+        x[k * bs:k * bs + len(xb)] = xb
+    if cache is not None:
+        cache.write(np.arange(len(ds)), x.numpy())
+        cache.finish()
     return x
 
 

@@ -90,3 +90,101 @@ def test_pad_and_random_crop_item_transforms_set_the_batch_size(rgb_folder: Path
     vb, _ = one_batch(dls.valid)
     assert vb.shape[1:] == (3, 10, 10)
     assert torch.all(vb[:, :, 0, :] == 0)  # the validation form is the centre of the black-padded 12×12 image
+
+
+# ---------------------------------------------------------------- streaming: workers, sharding
+
+
+@pytest.fixture
+def noisy_folder(tmp_path: Path) -> Path:
+    """Two classes of 14×16 random RGB JPEGs (13 images: batches of 4 leave a partial last batch)."""
+    rng = np.random.default_rng(1)
+    for i in range(13):
+        folder = tmp_path / "data" / ("x" if i % 3 else "y")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (14, 16, 3), dtype=np.uint8)).save(folder / f"{i}.jpg", quality=90)
+    return tmp_path / "data"
+
+
+def streaming(folder: Path, **kw):
+    from deepfit.data.transforms import Flip, RandomResizedCrop
+
+    args = dict(valid_pct=0.25, seed=7, bs=4, device="cpu", in_memory=False, stats="compute",
+                item_tfms=[RandomResizedCrop(10)], batch_tfms=[Flip(seed=3)])
+    return ImageDataLoaders.from_folder(folder, **{**args, **kw})
+
+
+def epoch_batches(dl) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(x.clone(), y.clone()) for x, y in dl]
+
+
+def test_worker_loaders_give_the_same_batches_as_the_in_process_loader(noisy_folder: Path):
+    serial, parallel = streaming(noisy_folder, num_workers=0), streaming(noisy_folder, num_workers=2)
+    assert parallel.train.num_workers == 2 and serial.train.num_workers == 0
+    loader = parallel.train.torch_loader()
+    assert loader.persistent_workers and parallel.train.torch_loader() is loader  # one DataLoader, kept workers
+    seen = []
+    for epoch in range(3):
+        a, b = epoch_batches(serial.train), epoch_batches(parallel.train)
+        assert len(a) == len(b) == len(serial.train) == 3
+        for (xa, ya), (xb, yb) in zip(a, b):
+            assert xa.dtype == torch.float32 and xa.shape[1:] == (3, 10, 10)
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+        seen.append(torch.cat([x for x, _ in a]))
+        if epoch == 0:  # an abandoned pass (like lr_find's) leaves the persistent workers ready for the next
+            for dl in (serial.train, parallel.train):
+                next(iter(dl))
+                dl.set_epoch(1)
+    assert not torch.equal(seen[0], seen[1])  # new random crops (and order) every epoch
+    for a, b in zip(epoch_batches(serial.valid), epoch_batches(parallel.valid)):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_worker_batches_do_not_depend_on_the_number_of_workers_after_resume(noisy_folder: Path):
+    # no batch transforms: their generators advance with every batch they see (checkpoints save them)
+    one, two = streaming(noisy_folder, num_workers=1, batch_tfms=[]), streaming(noisy_folder, num_workers=2,
+                                                                                batch_tfms=[])
+    one.train.set_epoch(5)
+    list(two.train)  # a process that ran epoch 0 first, then jumps to 5
+    two.train.set_epoch(5)
+    for (xa, ya), (xb, yb) in zip(epoch_batches(one.train), epoch_batches(two.train)):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_image_loader_shards_are_disjoint_and_cover_the_epoch(noisy_folder: Path):
+    full = streaming(noisy_folder, num_workers=0, valid_pct=0.0001).train
+    n = len(full.dataset)
+    expected = full.order(2)
+    shards = []
+    for rank in range(2):
+        dl = full.new()
+        dl.shard(rank, 2, pad=False)
+        dl.set_epoch(2)
+        shards.append(torch.cat([y for _, y in dl]))
+        assert dl.order(2) == expected[rank::2]
+    assert len(shards[0]) + len(shards[1]) == n
+    padded = full.new()
+    padded.shard(1, 2, pad=True)
+    assert padded.n == -(-n // 2) and len(list(padded)) == len(padded)
+
+
+def test_default_number_of_workers_follows_the_available_cpus(monkeypatch):
+    from deepfit.data import vision
+
+    monkeypatch.setattr(vision, "cgroup_cpu_quota", lambda: None)
+    for cpus, expected in ((1, 0), (2, 1), (5, 4), (64, 8)):
+        monkeypatch.setattr(vision, "available_cpus", lambda c=cpus: c)
+        assert vision.default_num_workers() == expected
+    monkeypatch.setattr(vision, "available_cpus", lambda: 64)
+    monkeypatch.setattr(vision, "cgroup_cpu_quota", lambda: 2.5)  # a container limited to 2.5 CPUs
+    assert vision.default_num_workers() == 1
+
+
+def test_streaming_loader_defaults_to_the_automatic_worker_count(noisy_folder: Path, monkeypatch):
+    from deepfit.data import vision
+
+    monkeypatch.setattr(vision, "default_num_workers", lambda: 3)
+    dls = streaming(noisy_folder)
+    assert dls.train.num_workers == dls.valid.num_workers == 3
+    assert not dls.train.pins_memory  # pinned memory only for CUDA devices
+    assert dls.train.new(device="cuda").pins_memory and not dls.train.new(device="cuda", pin_memory=False).pins_memory

@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,8 @@ from ..learner.learner import Learner
 from ..learner.metrics import Metric, Perplexity, accuracy
 from ..models.awd_lstm import AWD_LSTM, LinearDecoder, awd_lstm_lm_split, get_language_model
 from ..models.text_classifiers import SentenceEncoder, awd_lstm_clas_split, get_text_classifier
-from .callbacks import RNNResetCallback, reset_model_state
+from ..safe_io import safe_torch_load
+from .callbacks import DivergenceWarning, RNNResetCallback, reset_model_state
 from .losses import FlatCrossEntropyLoss
 
 #: state-dict keys (suffixes) whose first dimension runs over the vocabulary
@@ -192,7 +195,7 @@ class TextLearner(Learner):
 def _load(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no saved model at {path}")
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    data = safe_torch_load(path)  # a file holding pickled objects is refused (PickleRefusedError), never run
     if not isinstance(data, dict) or "state_dict" not in data:
         raise ValueError(f"{path}: not a file written by save_encoder/save_pretrained")
     return data
@@ -215,10 +218,12 @@ def _text_vocab(dls, vocab: Any) -> Any:
 
 
 def _default_cbs(extra: Sequence[Callback]) -> list[Callback]:
-
+    """The callbacks every text learner gets: state resets and the divergence warning (unless given)."""
     cbs = list(extra)
     if not any(isinstance(c, RNNResetCallback) for c in cbs):
         cbs.append(RNNResetCallback())
+    if not any(isinstance(c, DivergenceWarning) for c in cbs):
+        cbs.append(DivergenceWarning())
     return cbs
 
 
@@ -292,33 +297,143 @@ def text_classifier_learner(dls, arch: str | type[nn.Module] = AWD_LSTM, vocab: 
 
 # ---------------------------------------------------------------------------------------------- recipe
 ULMFIT_STAGES: tuple[int, ...] = (-1, -2, -3, 0)
+#: fastai's published recipe: base 2e-2, stage rates 2e-2, 1e-2, 5e-3, 1e-3, `slice(lr_i / 2.6**4, lr_i)`
+FASTAI_LR_DIVS: tuple[float, ...] = (1, 2, 4, 20)
+#: deepfit's defaults (see docs/ulmfit.md for the measurements behind them)
+ULMFIT_EPOCHS: tuple[int, ...] = (1, 1, 1, 3)
+ULMFIT_LR_DIVS: tuple[float, ...] = (1, 2, 2, 2)
+#: each layer group trains `GROUP_FACTOR` times slower than the next (ULMFiT's 2.6)
+GROUP_FACTOR: float = 2.6
 
 
-def fit_ulmfit(learn: Learner, lr: float = 2e-2, epochs: Sequence[int] = (1, 1, 1, 2),
-               lr_divs: Sequence[float] = (1, 2, 4, 20), factor: float = 2.6 ** 4,
-               moms: tuple[float, float, float] | None = (0.8, 0.7, 0.8), **fit_kwargs: Any) -> list[dict[str, Any]]:
-    """ULMFiT's gradual unfreezing: train the head, then `freeze_to(-2)`, `freeze_to(-3)`, `unfreeze`.
+@dataclass(frozen=True)
+class UlmfitStage:
+    """One stage of gradual unfreezing: `freeze_to(frozen_to)`, then `fit_one_cycle(epochs, lr)`."""
 
-    Stage `i` runs `fit_one_cycle(epochs[i], ...)` at `lr_i = lr / lr_divs[i]`: the head stage with
-    `lr_i` alone, the later ones with discriminative rates `slice(lr_i / factor, lr_i)` (factor
-    2.6**4: each group 2.6 times lower than the next, over a 5-group AWD-LSTM classifier).
-    Returns one dict per stage: `stage`, `frozen_to`, `lr`, `trainable_groups`, `valid` (loss, metrics).
+    index: int
+    n_stages: int
+    frozen_to: int
+    epochs: int
+    lr: float | slice
+    n_groups: int
+
+    @property
+    def n_trainable(self) -> int:
+        return self.n_groups if self.frozen_to == 0 else -self.frozen_to
+
+    @property
+    def label(self) -> str:
+        """`'stage 2/4: last 2 groups, lr 4.4e-04..1e-02'` (what a progress table or a log shows)."""
+        which = "head only" if self.frozen_to == -1 else (
+            "all groups" if self.n_trainable >= self.n_groups else f"last {self.n_trainable} groups")
+        lrs = f"{self.lr:.2g}" if not isinstance(self.lr, slice) else self._slice_text()
+        return f"stage {self.index + 1}/{self.n_stages}: {which}, lr {lrs}"
+
+    def _slice_text(self) -> str:
+        from ..learner.optim import lr_for_groups
+
+        lrs = lr_for_groups(self.lr, self.n_groups)[self.n_groups - self.n_trainable:]
+        return f"{lrs[0]:.2g}..{lrs[-1]:.2g}"
+
+
+def ulmfit_plan(n_groups: int, lr: float = 2e-2, epochs: Sequence[int] = ULMFIT_EPOCHS,
+                lr_divs: Sequence[float] = ULMFIT_LR_DIVS, factor: float | None = None,
+                group_factor: float = GROUP_FACTOR) -> list[UlmfitStage]:
+    """The stages of `fit_ulmfit` for a model with `n_groups` layer groups (nothing is trained).
+
+    Stage `i` trains at `lr_i = lr / lr_divs[i]`: the head stage with `lr_i`, the later ones with
+    `slice(lr_i / factor, lr_i)` spread over every layer group, so consecutive groups differ by
+    `group_factor` (`factor = group_factor ** (n_groups - 1)`: 2.6**4 for a 3-layer AWD-LSTM classifier, as in
+    ULMFiT; 2.6**3 for 2 layers). Give `factor` to fix the spread instead.
     """
     if len(epochs) != len(ULMFIT_STAGES) or len(lr_divs) != len(ULMFIT_STAGES):
         raise ValueError(f"fit_ulmfit: epochs and lr_divs need {len(ULMFIT_STAGES)} entries "
                          f"(head, -2, -3, all), got {list(epochs)} and {list(lr_divs)}")
-    results = []
+    if n_groups < len(ULMFIT_STAGES) - 1:
+        raise ValueError(f"fit_ulmfit needs a model with at least 3 layer groups (embedding, LSTM, head), "
+                         f"got {n_groups}")
+    if any(e < 0 for e in epochs) or any(d <= 0 for d in lr_divs) or lr <= 0:
+        raise ValueError(f"fit_ulmfit: epochs must be >= 0, lr and lr_divs > 0; got lr={lr}, epochs={list(epochs)}, "
+                         f"lr_divs={list(lr_divs)}")
+    spread = factor if factor is not None else group_factor ** (n_groups - 1)
+    stages = []
     for i, (n, n_epoch, div) in enumerate(zip(ULMFIT_STAGES, epochs, lr_divs)):
-        idx = learn.freeze_to(n)
         lr_i = lr / div
-        stage_lr: float | slice = lr_i if i == 0 else slice(lr_i / factor, lr_i)
+        stages.append(UlmfitStage(i, len(ULMFIT_STAGES), n, int(n_epoch),
+                                  lr_i if i == 0 else slice(lr_i / spread, lr_i), n_groups))
+    return stages
+
+
+def fit_ulmfit(learn: Learner, lr: float = 2e-2, epochs: Sequence[int] = ULMFIT_EPOCHS,
+               lr_divs: Sequence[float] = ULMFIT_LR_DIVS, factor: float | None = None,
+               group_factor: float = GROUP_FACTOR, moms: tuple[float, float, float] | None = (0.8, 0.7, 0.8),
+               start_stage: int = 0, on_stage: Callable[[UlmfitStage], None] | None = None,
+               **fit_kwargs: Any) -> list[dict[str, Any]]:
+    """ULMFiT's gradual unfreezing: train the head, then `freeze_to(-2)`, `freeze_to(-3)`, `unfreeze`.
+
+    The stages come from `ulmfit_plan` (defaults: epochs `(1, 1, 1, 3)`, stage rates `lr / (1, 2, 2, 2)`,
+    each layer group 2.6 times slower than the next). fastai's recipe is
+    `lr_divs=FASTAI_LR_DIVS, epochs=(1, 1, 1, 2), factor=2.6**4`; docs/ulmfit.md measures why it underfits
+    small models and weak language models. `start_stage` skips the stages before it (resuming);
+    `on_stage(stage)` is called before each stage trains (the CLI prints `stage.label` and tags its metrics);
+    during a stage `learn.ulmfit_stage` is that `UlmfitStage`. Other keywords go to `fit_one_cycle`
+    (`wd`, `cbs`...).
+
+    Returns one dict per stage run: `stage`, `label`, `frozen_to`, `lr` (the float or slice given),
+    `trainable_groups`, `applied` (`lrs`: peak rate of each trainable group, `moms`: highest and lowest
+    momentum, `wds`: weight decay of each trainable group, as the optimizer applied them) and `valid`.
+    """
+    from .callbacks import AppliedHypers
+
+    stages = ulmfit_plan(len(learn.parameter_groups()), lr, epochs, lr_divs, factor, group_factor)
+    extra_cbs = list(fit_kwargs.pop("cbs", None) or [])
+    results = []
+    for stage in stages[start_stage:]:
+        idx = learn.freeze_to(stage.frozen_to)
         groups = learn.parameter_groups()
         trainable = [j for j, g in enumerate(groups) if g and all(p.requires_grad for p in g)]
-        if n_epoch > 0:
-            learn.fit_one_cycle(n_epoch, stage_lr, moms=moms, **fit_kwargs)
-        results.append(dict(stage=i, frozen_to=idx, lr=stage_lr, trainable_groups=trainable,
-                            valid=list(learn.recorder.last_valid) if n_epoch > 0 else []))
+        learn.ulmfit_stage = stage
+        if on_stage is not None:
+            on_stage(stage)
+        applied: dict[str, Any] = {}
+        if stage.epochs > 0:
+            spy = AppliedHypers()
+            learn.fit_one_cycle(stage.epochs, stage.lr, moms=moms, cbs=[*extra_cbs, spy], **fit_kwargs)
+            applied = dict(lrs=[spy.lrs[j] for j in trainable], moms=spy.moms, wds=[spy.wds[j] for j in trainable])
+        results.append(dict(stage=stage.index, label=stage.label, frozen_to=idx, lr=stage.lr,
+                            trainable_groups=trainable, applied=applied,
+                            valid=list(learn.recorder.last_valid) if stage.epochs > 0 else []))
+    learn.ulmfit_stage = None
     return results
+
+
+#: the highest rate `suggest_lr` returns for each stage (measured in docs/ulmfit.md)
+SAFE_LR_CAPS: dict[str, float] = {"lm": 1e-2, "head": 2e-2, "all": 1e-2}
+
+
+def suggest_lr(learn: Learner, stage: str = "lm", num_it: int = 100, plot: str | Path | None = None,
+               cap: float | None = None) -> tuple[float, Any]:
+    """A learning rate from `lr_find` that is safe for `stage`: `'lm'`, `'head'` (frozen encoder) or `'all'`.
+
+    The steepest-descent point often sits just before the loss blows up (on a frozen classifier head it
+    picked 0.167, and validation loss went to 40), so this returns the lower of the two suggestions
+    (`minimum / 10` and `steepest`), never above `cap` (default `SAFE_LR_CAPS[stage]`). For `'head'` the sweep
+    runs with the encoder frozen, and the learner is unfrozen afterwards. Returns `(lr, LRFindResult)`.
+    """
+    if stage not in SAFE_LR_CAPS:
+        raise ValueError(f"suggest_lr: stage must be one of {sorted(SAFE_LR_CAPS)}, got {stage!r}")
+    cap = SAFE_LR_CAPS[stage] if cap is None else cap
+    if stage == "head":
+        learn.freeze()
+    try:
+        n_batches = len(learn.dls.train) if hasattr(learn.dls.train, "__len__") else num_it
+        res = learn.lr_find(num_it=min(num_it, max(4 * n_batches, 10)), plot=plot)
+    finally:
+        if stage == "head":
+            learn.unfreeze()
+    found = [v for v in (res.minimum, res.steepest) if math.isfinite(v) and v > 0]
+    lr = min([*found, cap])
+    return float(lr), res
 
 
 def _reset(model: nn.Module) -> None:

@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 DEEPFIT_DATA ?= $(HOME)/.cache/deepfit
 FMNIST_DEB := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 FORTUNES_DEB := /usr/share/games/fortunes/computers
-DEPS := numpy pillow matplotlib pytest ruff "spacy>=3.5" tensorboard safetensors onnx onnxscript onnxruntime
+DEPS := numpy pillow matplotlib tqdm pytest ruff "spacy>=3.5" tensorboard safetensors onnx onnxscript onnxruntime
 DEMO_ARGS ?= --arch simple_cnn --epochs 3 --bs 256 --lr 3e-3
 
 .PHONY: demo test setup data lint clean

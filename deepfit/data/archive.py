@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from ..progress import Progress
+
 DEFAULT_MAX_SIZE = 8 << 30  # bytes; the largest archive in URLS (GloVe 6B) expands to about 2.3 GB
 DEFAULT_MAX_RATIO = 200.0  # dataset archives expand 1-10x; a gzip bomb about 1000x
 MIN_RATIO_ALLOWANCE = 64 << 20  # the ratio limit never goes below this, so small archives are not refused
@@ -337,19 +339,27 @@ def _extract_open_tar(tar: tarfile.TarFile, archive: Path, dest: Path, limit: in
     _prepare_dest(dest)
     w = _Writer(dest, limit, archive)
     try:
-        for parts in plan.order:  # folders and files first, in archive order
-            entry = plan.entries[parts]
-            if entry.kind == "dir":
-                w.folder(parts)
-            elif entry.kind == "file":
-                m = entry.member
-                src = tar.extractfile(m)
-                assert src is not None
-                with src:
-                    w.file(parts, src, executable=bool(m.mode & 0o100), mtime=m.mtime)
+        with _progress(plan, archive) as bar:
+            for parts in plan.order:  # folders and files first, in archive order
+                entry = plan.entries[parts]
+                if entry.kind == "dir":
+                    w.folder(parts)
+                elif entry.kind == "file":
+                    m = entry.member
+                    src = tar.extractfile(m)
+                    assert src is not None
+                    with src:
+                        w.file(parts, src, executable=bool(m.mode & 0o100), mtime=m.mtime)
+                    bar.update(1)
         _links_last(plan, w)
     finally:
         w.close()
+
+
+def _progress(plan: _Plan, archive: Path) -> Progress:
+    """Progress over the regular files of `plan` (a bar in a terminal, lines in a log; see `deepfit.progress`)."""
+    n_files = sum(1 for e in plan.entries.values() if e.kind == "file")
+    return Progress(n_files, f"extracting {archive.name}", "files")
 
 
 def _links_last(plan: _Plan, w: _Writer) -> None:
@@ -379,14 +389,16 @@ def _extract_open_zip(z: zipfile.ZipFile, archive: Path, dest: Path, limit: int 
     _prepare_dest(dest)
     w = _Writer(dest, limit, archive)
     try:
-        for parts in plan.order:
-            entry = plan.entries[parts]
-            if entry.kind == "dir":
-                w.folder(parts)
-            else:
-                info = entry.member
-                with z.open(info) as src:
-                    w.file(parts, src, executable=bool((info.external_attr >> 16) & 0o100))
+        with _progress(plan, archive) as bar:
+            for parts in plan.order:
+                entry = plan.entries[parts]
+                if entry.kind == "dir":
+                    w.folder(parts)
+                else:
+                    info = entry.member
+                    with z.open(info) as src:
+                        w.file(parts, src, executable=bool((info.external_attr >> 16) & 0o100))
+                    bar.update(1)
     finally:
         w.close()
 

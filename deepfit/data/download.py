@@ -22,6 +22,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..progress import Progress
+
 
 def cache_dir() -> Path:
     """`$DEEPFIT_DATA` if set, else `~/.cache/deepfit`."""
@@ -203,13 +205,16 @@ def _fetch_into(url: str, part: Path, expected: Expected, timeout: float, chunk:
             have = 0
         total = meta.get("total")
         received = 0
-        with open(part, mode) as f:
+        to_receive = announced if announced is not None else (total - have if total is not None else None)
+        with open(part, mode) as f, Progress(to_receive, f"downloading {part.name.removesuffix('.part')}", "B",
+                                             unit_scale=True) as bar:
             while block := response.read(chunk):
                 received += len(block)
                 if (announced is not None and received > announced) or (total is not None and have + received > total):
                     raise _Restart(f"the server sent more than the {total if total is not None else announced} "
                                    "bytes it announced")
                 f.write(block)
+                bar.update(len(block))
             f.flush()
             os.fsync(f.fileno())
     have += received

@@ -41,9 +41,9 @@ from .events import (
 )
 from .export import export_learner, to_onnx, to_torchscript
 from .freeze import check_bn_freeze, freeze, freeze_to
-from .losses import resolve_activation
 from .metrics import Metric, as_metric
 from .optim import build_param_groups, default_opt, layer_groups, lr_for_groups, max_lr, n_layer_groups, set_hyper
+from .probs import decode_prediction, default_loss, to_probs
 from .tta import tta
 
 
@@ -58,7 +58,8 @@ class Learner:
     Args:
         model: any `nn.Module`. Its forward takes `xb` (or `*xb` when a batch's input is a tuple).
         dls: a `DataLoaders` (with `.train`, `.valid` and `.device`).
-        loss_func: `(pred, target) -> scalar tensor`; defaults to `nn.CrossEntropyLoss()`.
+        loss_func: `(pred, target) -> scalar tensor`; defaults to `nn.CrossEntropyLoss()`, or to
+            `BCEWithLogitsFlat()` when the data is multi-label (`dls.multi_label`).
         opt_func: `(params_or_groups, lr) -> torch.optim.Optimizer`; defaults to Adam with decoupled
             weight decay 0.01 (`optim.Adam`). Any `torch.optim` class works (`torch.optim.SGD`...).
         lr: default learning rate for `fit`: a float, or `slice(lo, hi)`/`slice(hi)` across layer groups.
@@ -100,7 +101,7 @@ class Learner:
     ):
         self.model = model
         self.dls = dls
-        self.loss_func = loss_func if loss_func is not None else nn.CrossEntropyLoss()
+        self.loss_func = loss_func if loss_func is not None else default_loss(dls)
         self.opt_func = opt_func
         self.lr = lr
         if callable(metrics) or isinstance(metrics, Metric):
@@ -389,8 +390,10 @@ class Learner:
                   with_tta: bool = False):
         """Predictions and targets over `dl` (default: validation), on the CPU.
 
-        `act='auto'` applies softmax when the loss is a cross-entropy (or the loss's own
-        `activation` method); pass `None` for raw outputs or any function.
+        `act='auto'` turns outputs into probabilities (see `probs.to_probs`): the loss's activation
+        (softmax for a cross-entropy, sigmoid for a binary/multi-label one, `exp` for `NLLLoss`), and no
+        second softmax on outputs that already are probabilities or log-probabilities (models ending in
+        `softmax`/`log_softmax`); pass `None` for raw outputs or any function.
         Returns `(preds, targets)`, plus inputs and per-item losses when asked.
         `with_tta=True` returns `self.tta(dl=dl)` instead (test-time augmentation, see `tta.py`).
         """
@@ -402,10 +405,7 @@ class Learner:
         gather = GatherPreds(with_input=with_input, with_loss=with_loss)
         self._run_validation(dl, [gather, *(cbs or ())])
         preds, targs = gather.preds, gather.targets
-        activation = resolve_activation(self.loss_func) if act == "auto" else act
-        if activation is not None:
-            preds = activation(preds)
-        out = [preds, targs]
+        out = [to_probs(preds, self.loss_func, act), targs]
         if with_input:
             out.append(gather.inputs)
         if with_loss:
@@ -417,30 +417,48 @@ class Learner:
         (default: validation) and `n` passes with random flips/crops (see `deepfit.learner.tta`)."""
         return tta(self, dl=dl, n=n, tfms=tfms, beta=beta, seed=seed, act=act)
 
-    def predict(self, item: Any) -> tuple[Any, Tensor | int, Tensor]:
-        """Predict one raw item (e.g. a uint8 image tensor, as stored in the dataset).
+    def predict(self, item: Any, thresh: float | None = None) -> tuple[Any, Any, Tensor]:
+        """Predict one raw item (e.g. a uint8 image tensor, as stored in the dataset, or a text).
 
         Returns `(decoded, index, probabilities)`: the class name when the data knows its
-        classes (`dls.vocab`), the predicted index and the probabilities.
+        classes (`dls.vocab`), the predicted index and the probabilities. With a multi-label loss
+        (`BCEWithLogitsFlat`, `BCEWithLogitsLoss`): every label whose probability is above `thresh`
+        (default: the loss's `thresh`, else 0.5) as a list, and the boolean mask as the index.
+        A single-output binary classifier gives class 1 above the threshold, else 0.
         """
         x = self.preprocess(item)
         device = self.dls.device
         self.model.to(device).eval()
         with torch.no_grad():
             out = self.model(*x) if isinstance(x, (tuple, list)) else self.model(x)
-        activation = resolve_activation(self.loss_func)
-        probs = (activation(out) if activation is not None else out)[0].detach().cpu()
-        idx = int(probs.argmax()) if probs.ndim == 1 else probs.argmax(-1)
-        vocab = getattr(self.dls, "vocab", None)
-        decoded = vocab[idx] if vocab is not None and isinstance(idx, int) else idx
+        probs = to_probs(out, self.loss_func)[0].detach().cpu()
+        decoded, idx = decode_prediction(probs, self.loss_func, getattr(self.dls, "vocab", None), thresh)
         return decoded, idx, probs
 
     def preprocess(self, item: Any) -> Any:
-        """Turn one raw item into a batch of one, on the device, the way the validation loader does."""
+        """Turn one raw item into a batch of one, on the device, the way the validation loader does.
+
+        A text (a `str`) is tokenized and numericalized when the learner knows its tokenizer
+        (`dls.tokenizer`) and token vocabulary (`learn.text_vocab` or `dls.text_vocab`).
+        """
         valid = self.dls.valid
         if hasattr(valid, "encode"):
             return valid.encode(item)
-        return to_device(item.unsqueeze(0) if isinstance(item, Tensor) else item, self.dls.device)
+        if isinstance(item, str):
+            item = self._numericalize(item)
+        if isinstance(item, Tensor):
+            item = item.unsqueeze(0)
+            if item.ndim == 2 and getattr(valid, "batch_first", True) is False:
+                item = item.t()  # a sequence-first loader's layout: (seq_len, 1)
+        return to_device(item, self.dls.device)
+
+    def _numericalize(self, text: str) -> Tensor:
+        tokenizer = getattr(self.dls, "tokenizer", None)
+        vocab = getattr(self, "text_vocab", None) or getattr(self.dls, "text_vocab", None)
+        if tokenizer is None or vocab is None:
+            raise ValueError("predict: a text needs the tokenizer (dls.tokenizer) and the token vocabulary "
+                             "(learn.text_vocab or dls.text_vocab); or pass token ids as a tensor")
+        return vocab.numericalize(tokenizer.tokenize1(text))
 
     def summary(self, xb: Any = None, print_it: bool = True) -> str:
         """Table of layers (name, type, output shape, params, trainable) for one real batch; see

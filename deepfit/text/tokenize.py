@@ -8,13 +8,13 @@ import inspect
 import json
 import os
 import pickle
-import sys
-import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..progress import Progress, progress
 from .rules import (
     BOS,
     DEFAULT_POST_RULES,
@@ -119,23 +119,10 @@ def _tokenize_chunk(args: tuple[Any, list, list, list[str]]) -> list[list[str]]:
 
 
 def progress_bar(it, total: int, desc: str = "", stream: TextIO | None = None, show: bool | None = None,
-                 width: int = 30) -> Iterator:
-    """Yield from `it`, drawing a one-line bar on `stream` (stderr); `show=None` draws only on a terminal."""
-    stream = stream if stream is not None else sys.stderr
-    if show is None:
-        show = bool(getattr(stream, "isatty", lambda: False)())
-    if not show:
-        yield from it
-        return
-    start = time.perf_counter()
-    for i, x in enumerate(it, 1):
-        filled = int(width * i / max(total, 1))
-        elapsed = time.perf_counter() - start
-        stream.write(f"\r{desc} |{'█' * filled}{'·' * (width - filled)}| {i}/{total} [{elapsed:.1f}s]")
-        stream.flush()
-        yield x
-    stream.write("\n")
-    stream.flush()
+                 unit: str = "it") -> Iterator:
+    """Yield from `it`, reporting progress on `stream` (stderr) through `deepfit.progress`: a live bar in a
+    terminal, plain lines in a log; `show=False` reports nothing."""
+    yield from progress(it, total, desc, unit=unit, stream=stream, show=show is not False)
 
 
 class Tokenizer:
@@ -149,7 +136,8 @@ class Tokenizer:
         n_workers: processes used by `__call__` (1 = in this process). Rules must then be picklable.
         chunksize: texts per work unit.
         cache_dir: when set, `__call__` stores and reuses results there, keyed by texts, tokenizer and rules.
-        progress: show a progress bar (`None`: only when stderr is a terminal).
+        progress: report progress on stderr (`None`/`True`: a live bar in a terminal, a line per 30 s and
+            one at the end in a log, for runs over a second; `False`: nothing).
     """
 
     def __init__(self, tok: Callable | None = None, pre_rules: Sequence[PreRule] | None = None,
@@ -220,18 +208,21 @@ class Tokenizer:
         chunks = [texts[i:i + self.chunksize] for i in range(0, len(texts), self.chunksize)]
         jobs = [(self.tok, self.pre_rules, self.post_rules, c) for c in chunks]
         out: list[list[str]] = []
-        if self.n_workers == 1 or len(chunks) == 1:
-            for res in progress_bar(map(_tokenize_chunk, jobs), len(jobs), "tokenizing", show=self.progress):
+        parallel = self.n_workers > 1 and len(chunks) > 1
+        if parallel:
+            try:
+                pickle.dumps((self.tok, self.pre_rules, self.post_rules))
+            except Exception as e:
+                raise TypeError(f"Tokenizer: with n_workers={self.n_workers} the base tokenizer and every rule must "
+                                f"be picklable (module-level functions, not lambdas or local functions): {e}") from e
+        pool = ProcessPoolExecutor(max_workers=self.n_workers) if parallel else nullcontext()
+        with Progress(len(texts), "tokenizing", "texts", show=self.progress is not False) as bar, pool:
+            results = pool.map(_tokenize_chunk, jobs) if parallel else map(_tokenize_chunk, jobs)
+            n_tokens = 0
+            for res in results:
                 out += res
-            return out
-        try:
-            pickle.dumps((self.tok, self.pre_rules, self.post_rules))
-        except Exception as e:
-            raise TypeError(f"Tokenizer: with n_workers={self.n_workers} the base tokenizer and every rule must be "
-                            f"picklable (module-level functions, not lambdas or local functions): {e}") from e
-        with ProcessPoolExecutor(max_workers=self.n_workers) as ex:
-            for res in progress_bar(ex.map(_tokenize_chunk, jobs), len(jobs), "tokenizing", show=self.progress):
-                out += res
+                n_tokens += sum(map(len, res))
+                bar.update(len(res), info=f"{n_tokens} tokens")
         return out
 
     def decode(self, tokens: Sequence[str]) -> str:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from ..progress import Progress
 from .rules import PAD, SPECIAL_TOKENS, UNK
 
 # Spellings recognised as the unknown / padding token when they are among a vocabulary's specials
@@ -55,14 +56,24 @@ class Vocab:
     @classmethod
     def build(cls, token_lists: Iterable[Sequence[str]], max_vocab: int = 60000, min_freq: int = 2,
               specials: Sequence[str] = SPECIAL_TOKENS, unk_token: str | None = None,
-              pad_token: str | None = None) -> Vocab:
+              pad_token: str | None = None, progress: bool = True) -> Vocab:
         """Specials first (in their order), then tokens seen >= `min_freq` times, most frequent first (ties
-        alphabetical), at most `max_vocab` entries in total. `unk_token`/`pad_token`: see the class."""
+        alphabetical), at most `max_vocab` entries in total. `unk_token`/`pad_token`: see the class.
+        `progress`: report the counting on stderr (a bar in a terminal, a line in a log when it takes over a
+        second; see `deepfit.progress`)."""
         if max_vocab < len(specials):
             raise ValueError(f"Vocab.build: max_vocab={max_vocab} is smaller than the {len(specials)} special tokens")
         counts: Counter[str] = Counter()
-        for toks in token_lists:
-            counts.update(toks)
+        total = len(token_lists) if isinstance(token_lists, Sized) else None
+        with Progress(total, "building vocabulary", "texts", show=progress) as bar:
+            pending = 0
+            for toks in token_lists:
+                counts.update(toks)
+                pending += 1
+                if pending == 256:  # one report per 256 texts keeps the bar's cost negligible
+                    bar.update(pending)
+                    pending = 0
+            bar.update(pending, info=f"{len(counts)} distinct tokens")
         special_set = set(specials)
         kept = sorted((t for t, c in counts.items() if c >= min_freq and t not in special_set),
                       key=lambda t: (-counts[t], t))

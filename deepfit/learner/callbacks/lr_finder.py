@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ...distributed import is_main_process
+from ...progress import Progress
 from ..events import Callback, CancelFit, CancelValidate
 from ..optim import set_hyper
 
@@ -76,6 +78,7 @@ class LRFinder(Callback):
         self.lrs: list[float] = []
         self.losses: list[float] = []
         self.raw_losses: list[float] = []
+        self.progress: Progress | None = None  # set by `lr_find`: reports each batch of the sweep
 
     def lr_at(self, i: int) -> float:
         """The rate of sweep iteration `i` (0 .. num_it-1)."""
@@ -101,6 +104,8 @@ class LRFinder(Callback):
         self.losses.append(smooth)
         self.raw_losses.append(loss)
         self._best = min(self._best, smooth)
+        if self.progress is not None:
+            self.progress.update(1, info=f"lr {self._lr:.2e}, loss {smooth:.4f}")
         diverged = not math.isfinite(smooth) or (self.stop_div and smooth > 4 * self._best)
         if diverged or self._i >= self.num_it:
             raise CancelFit()
@@ -171,11 +176,13 @@ def _loaders(learn: LearnerLike) -> list:
 
 
 def lr_find(learn: LearnerLike, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True,
-            plot: str | Path | None = None) -> LRFindResult:
+            plot: str | Path | None = None, progress: bool = True) -> LRFindResult:
     """Sweep the learning rate from `start_lr` to `end_lr` over up to `num_it` batches and suggest rates.
 
     The model, optimizer and training history are exactly as before when it returns. With `plot`,
-    saves the loss-vs-rate curve there as PNG (relative paths are under `learn.path`).
+    saves the loss-vs-rate curve there as PNG (relative paths are under `learn.path`). `progress`: report
+    the sweep on stderr (a bar in a terminal, a line per 30 s and one at the end in a log; see
+    `deepfit.progress`), on the main process only.
     """
     from .progress import ProgressCallback
 
@@ -187,10 +194,13 @@ def lr_find(learn: LearnerLike, start_lr: float = 1e-7, end_lr: float = 10.0, nu
     state = _snapshot(learn)
     hidden = [cb for cb in learn.cbs if isinstance(cb, ProgressCallback)]
     learn.remove_cbs(hidden)
+    finder.progress = Progress(num_it, "lr_find", "batch", show=progress and is_main_process())
     try:
         learn.create_opt()  # a temporary optimizer: the user's is never stepped
         learn.fit(math.ceil(num_it / n_batches), cbs=[finder])
     finally:
+        finder.progress.close()
+        finder.progress = None
         learn.add_cbs(hidden)
         _restore(learn, state)
     steepest, minimum = suggest_lrs(finder.lrs, finder.losses)

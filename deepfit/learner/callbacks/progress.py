@@ -1,20 +1,20 @@
-"""Progress display: a live bar in a terminal, one clean line per epoch in a log."""
+"""Progress display: the results table, with a live bar per phase in a terminal and a few lines in a log.
+
+The bars and log lines come from `deepfit.progress.Progress` (tqdm in a terminal).
+"""
 
 from __future__ import annotations
 
 import math
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
+from ...progress import LOG_EVERY, Progress, is_terminal
+from ...progress import format_time as format_time  # the table's time column; old import path
 from ..events import Callback
-
-
-def format_time(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+from ..metrics import batch_size_of
 
 
 def format_row(values: list, widths: list[int]) -> str:
@@ -29,78 +29,47 @@ def format_row(values: list, widths: list[int]) -> str:
 
 
 class ProgressCallback(Callback):
-    """Prints the results table; shows a live bar while training when writing to a terminal.
+    """Prints the results table (a header, then one row per epoch) and shows progress within each phase.
 
-    In a terminal the bar is redrawn at most every `refresh` seconds (each redraw reads the
-    smoothed loss from the device once). In a log (CI, `nohup`, a pipe) it prints only the header
-    and one line per epoch, never carriage returns.
+    In a terminal: a live bar for the training batches (with the smoothed loss and items/s, read from the
+    device at most every `refresh` seconds) and one for validation, both erased when the phase ends.
+    In a log (CI, `nohup`, a pipe): never a carriage return; within a phase longer than `log_every` seconds,
+    one line at most every `log_every` seconds (batch i/n, smoothed loss, throughput, time left), and the
+    table's rows. `live` forces one or the other; `clock` is the time source (tests pass a fake one).
     """
 
     order = 60
-    run_valid = False
     main_process_only = True
 
     def __init__(self, live: bool | None = None, refresh: float = 0.25, stream: TextIO | None = None,
-                 bar_width: int = 30):
+                 log_every: float = LOG_EVERY, clock: Callable[[], float] = time.monotonic):
         self.live = live
         self.refresh = refresh
         self.stream = stream
-        self.bar_width = bar_width
-        self._live = False
+        self.log_every = log_every
+        self.clock = clock
+        self._bar: Progress | None = None
 
     def _out(self) -> TextIO:
         return self.stream if self.stream is not None else sys.stdout
 
-    def before_fit(self) -> None:
-        out = self._out()
-        self._live = self.live if self.live is not None else bool(getattr(out, "isatty", lambda: False)())
-        recorder = getattr(self.learn, "recorder", None)
-        self._names = recorder.metric_names if recorder is not None else ["epoch"]
-        self._widths = [max(len(n), 9) for n in self._names]
-        self._write(format_row(self._names, self._widths) + "\n")
+    def _is_live(self) -> bool:
+        return self.live if self.live is not None else is_terminal(self._out())
 
     def _write(self, text: str) -> None:
         out = self._out()
         out.write(text)
         out.flush()
 
-    def before_train(self) -> None:
-        self._start = self._last = time.perf_counter()
-        self._drawn = False
-
-    def after_batch(self) -> None:
-        if not self._live or not self.learn.training:
-            return
-        now = time.perf_counter()
-        if now - self._last < self.refresh:
-            return
-        self._last = now
-        self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        learn = self.learn
-        done, total = learn.iter + 1, max(learn.n_iter, 1)
-        filled = int(self.bar_width * done / total)
-        bar = "█" * filled + "·" * (self.bar_width - filled)
-        elapsed = now - self._start
-        eta = elapsed / done * (total - done)
-        recorder = getattr(learn, "recorder", None)
-        loss = f" loss {recorder.smooth_loss:.4f}" if recorder is not None else ""
-        text = (f"epoch {learn.epoch + 1}/{learn.n_epoch} |{bar}| {done}/{total}{loss} "
-                f"[{format_time(elapsed)}<{format_time(eta)}]")
-        self._write("\r" + text.ljust(100)[:100])
-        self._drawn = True
-
-    def _clear(self) -> None:
-        if self._live and getattr(self, "_drawn", False):
-            self._write("\r" + " " * 100 + "\r")
-            self._drawn = False
-
-    def after_train(self) -> None:
-        self._clear()
+    # ------------------------------------------------------------------ table
+    def before_fit(self) -> None:
+        recorder = getattr(self.learn, "recorder", None)
+        self._names = recorder.metric_names if recorder is not None else ["epoch"]
+        self._widths = [max(len(n), 9) for n in self._names]
+        self._write(format_row(self._names, self._widths) + "\n")
 
     def after_epoch(self) -> None:
-        self._clear()
+        self._close()
         recorder = getattr(self.learn, "recorder", None)
         if recorder is None or not hasattr(recorder, "last_row"):
             self._write(f"epoch {self.learn.epoch} done\n")
@@ -108,7 +77,55 @@ class ProgressCallback(Callback):
         row = list(recorder.last_row)
         if recorder.add_time:
             row[-1] = format_time(row[-1])
-        self._write(format_row(row, self._widths) + "\n")
+        self._write(format_row(row, getattr(self, "_widths", [9] * len(row))) + "\n")
 
     def after_fit(self) -> None:
-        self._clear()
+        self._close()
+
+    # ------------------------------------------------------------------ bars
+    def _open(self, phase: str) -> None:
+        self._close()
+        learn = self.learn
+        dl = getattr(learn, "dl", None)
+        total = len(dl) if hasattr(dl, "__len__") else None  # learn.n_iter is set only after before_train
+        fitting = getattr(learn, "_fitting", False)
+        desc = f"epoch {learn.epoch + 1}/{learn.n_epoch}" if fitting else "predict"
+        if phase == "valid" and fitting:
+            desc += " valid"
+        self._items = 0
+        self._bar = Progress(total, desc, "batch", stream=self._out(), live=self._is_live(),
+                             log_every=self.log_every, final_line=False, refresh=self.refresh, clock=self.clock)
+        self._bar.set_info(self._info)
+
+    def _info(self) -> str:
+        bar = self._bar
+        rate = self._items / max(bar.elapsed(), 1e-9) if bar is not None else 0.0
+        parts = []
+        recorder = getattr(self.learn, "recorder", None)
+        if self.learn.training and recorder is not None and hasattr(recorder, "smooth_loss"):
+            parts.append(f"loss {recorder.smooth_loss:.4f}")
+        parts.append(f"{rate:.0f} items/s")
+        return ", ".join(parts)
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def before_train(self) -> None:
+        self._open("train")
+
+    def before_validate(self) -> None:
+        self._open("valid")
+
+    def after_batch(self) -> None:
+        if self._bar is None:
+            return
+        self._items += batch_size_of(self.learn.yb)
+        self._bar.update(1)
+
+    def after_train(self) -> None:
+        self._close()
+
+    def after_validate(self) -> None:
+        self._close()

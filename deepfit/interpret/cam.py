@@ -17,6 +17,10 @@ from .hooks import Hooks
 from .images import class_name, denormalize, to_numpy_image
 
 _PASS_THROUGH = (nn.Flatten, nn.Dropout, nn.Identity)
+# Monotonic outputs after the class scores: they keep the order of the scores, so the map of the class is
+# still the pooled features (times the linear weights). Allowed after the linear layer, or after the pooling
+# when the last conv has one channel per class (the notes' dogs-vs-cats head ends in LogSoftmax).
+_MONOTONIC = (nn.LogSoftmax, nn.Softmax, nn.Sigmoid, nn.LogSigmoid, nn.Tanh, nn.ReLU, nn.Hardtanh, nn.Softplus)
 
 
 def _prepare(learn, image: Tensor) -> Tensor:
@@ -66,7 +70,9 @@ def _pick_target(out: Tensor, target: int | None) -> int:
 def cam(learn, image: Tensor, target: int | None = None, path: str | Path | None = None) -> Tensor:
     """Class activation map (Zhou et al.) for a model whose head is global average pooling followed
     by one linear layer (Flatten/Dropout/Identity may sit between), or by nothing when the last conv
-    already has one channel per class (the notes' dogs-vs-cats head).
+    already has one channel per class (the notes' dogs-vs-cats head: conv → `AdaptiveAvgPool2d(1)` →
+    `Flatten` → `LogSoftmax`). A monotonic output activation (`LogSoftmax`, `Softmax`, `Sigmoid`...)
+    may follow the class scores: it keeps their order.
 
     `image` is one raw item as stored in the dataset (e.g. a uint8 `C×H×W` tensor); it goes through
     the validation loader's preprocessing. `target` defaults to the predicted class.
@@ -89,11 +95,14 @@ def cam(learn, image: Tensor, target: int | None = None, path: str | Path | None
     after = order[pools[-1] + 1:]
     features = inputs[id(pool)][0]  # C×h×w
     linears = [m for m in after if isinstance(m, nn.Linear)]
-    others = [m for m in after if not isinstance(m, (nn.Linear, *_PASS_THROUGH))]
+    scores_at = after.index(linears[0]) + 1 if len(linears) == 1 else 0  # where the class scores exist
+    others = [m for i, m in enumerate(after) if not isinstance(m, (nn.Linear, *_PASS_THROUGH))
+              and not (i >= scores_at and isinstance(m, _MONOTONIC))]
     if others or len(linears) > 1:
         names = ", ".join(type(m).__name__ for m in after)
-        raise ValueError(f"cam: after the global pooling the model runs [{names}]; CAM needs exactly one Linear "
-                         "(and only Flatten/Dropout/Identity) there. Use grad_cam for this model.")
+        raise ValueError(f"cam: after the global pooling the model runs [{names}]; CAM needs at most one Linear, "
+                         "only Flatten/Dropout/Identity before it and only a monotonic activation (LogSoftmax, "
+                         "Softmax, Sigmoid...) after the class scores. Use grad_cam for this model.")
     target = _pick_target(out, target)
     if linears:
         weight = linears[0].weight.detach()
@@ -171,7 +180,11 @@ def grad_cam(learn, image: Tensor, target: int | None = None, layer: nn.Module |
 
 
 def _title(kind: str, learn, out: Tensor, target: int) -> str:
-    probs = torch.softmax(out[0].float(), -1)
+    scores = out[0].float()
+    # softmax turns logits and log-probabilities (a log_softmax head) alike into probabilities; outputs
+    # that already are probabilities (a softmax head) are shown as they are
+    is_probs = bool((scores >= 0).all()) and abs(float(scores.sum()) - 1) < 1e-3
+    probs = scores if is_probs else torch.softmax(scores, -1)
     name = class_name(getattr(learn.dls, "vocab", None), target)
     return f"{kind}: {name} (p={float(probs[target]):.2f})"
 

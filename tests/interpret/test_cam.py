@@ -81,3 +81,35 @@ def test_cam_rejects_heads_it_cannot_explain_and_grad_cam_handles_them():
         grad_cam(learn, x[0], layer="nope")
     with pytest.raises(ValueError, match="out of range"):
         cam(Learner(nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()), dls), x[0], target=7)
+
+
+def test_cam_on_the_notes_head_conv_pool_flatten_log_softmax(tmp_path):
+    """The notes' dogs-vs-cats head: a conv with one channel per class, average pooling, Flatten and LogSoftmax,
+    trained with NLLLoss; CAM is the class's channel of that conv."""
+    torch.manual_seed(0)
+    model = nn.Sequential(AddCoords(), nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 1), nn.ReLU(),
+                          nn.Conv2d(16, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LogSoftmax(dim=1))
+    learn = Learner(model, square_dls(N_TRAIN, N_VALID), loss_func=nn.NLLLoss(), metrics=[accuracy], lr=1e-2)
+    learn.fit(4)
+    assert learn.recorder.values[-1][-1] > 0.9, "the square task should be learned"
+    x, y, corners = valid_items()
+    maps = [cam(learn, x[i]) for i in range(len(x))]
+    assert peak_inside_square_share(maps, corners) >= 0.8
+    features = model[:6](learn.preprocess(x[0]))[0, int(y[0])].detach()
+    expected = features - features.min()
+    assert torch.allclose(cam(learn, x[0], target=int(y[0])), expected / expected.max(), atol=1e-5)
+    cam(learn, x[0], path=tmp_path / "cam.png")
+    assert_png(tmp_path / "cam.png", (700, 360))
+
+
+def test_cam_accepts_a_monotonic_activation_after_the_class_scores_only():
+    dls = square_dls(32, 8)
+    x, _, _ = square_images(1)
+    body = [nn.Conv2d(1, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    ok = Learner(nn.Sequential(*body, nn.Linear(8, 4), nn.LogSoftmax(dim=1)), dls, loss_func=nn.NLLLoss())
+    assert cam(ok, x[0]).shape == (16, 16)
+    torch.manual_seed(0)
+    body = [nn.Conv2d(1, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    before_linear = Learner(nn.Sequential(*body, nn.ReLU(), nn.Linear(8, 4)), dls)
+    with pytest.raises(ValueError, match="monotonic activation"):
+        cam(before_linear, x[0])  # a ReLU between the pooling and the linear layer breaks CAM's linearity

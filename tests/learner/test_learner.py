@@ -222,3 +222,45 @@ def test_get_preds_on_sequences_of_different_lengths():
     preds, targs = learn.get_preds(act=None)
     assert preds.shape == (16, 10) and targs.shape == (16,)
     assert torch.equal(targs[:10], batches[0][1].reshape(-1))
+
+
+# ---------------------------------------------------------------------------------------------- probabilities
+class FashionNetwork(nn.Module):
+    """The cookbook's network (hidden layers, then `log_softmax`), trained with `NLLLoss`, at a small size."""
+
+    def __init__(self, n_in: int = 4, n_out: int = 3):
+        super().__init__()
+        self.hidden1 = nn.Linear(n_in, 16)
+        self.output = nn.Linear(16, n_out)
+
+    def forward(self, x):
+        return torch.log_softmax(self.output(torch.relu(self.hidden1(x))), dim=1)
+
+
+@pytest.mark.parametrize("loss_func", [nn.NLLLoss(), torch.nn.functional.nll_loss,
+                                       lambda p, y: torch.nn.functional.nll_loss(p, y), nn.CrossEntropyLoss()],
+                         ids=["NLLLoss", "F.nll_loss", "custom", "CrossEntropyLoss"])
+def test_log_softmax_model_gives_probabilities(loss_func):
+    torch.manual_seed(0)
+    learn = Learner(FashionNetwork(), make_linear_data(), loss_func=loss_func, metrics=accuracy, default_cbs=False)
+    learn.fit(3, lr=3e-2)
+    log_probs, targs = learn.get_preds(act=None)
+    probs, _ = learn.get_preds()
+    assert torch.allclose(probs, log_probs.exp(), atol=1e-6)
+    assert torch.allclose(probs.sum(1), torch.ones(len(probs)), atol=1e-5)
+    assert (probs.argmax(1) == targs).float().mean() > 0.8
+    x = learn.dls.valid.x[0]
+    decoded, idx, p = learn.predict(x)
+    assert torch.allclose(p, learn.model(x[None])[0].exp(), atol=1e-6) and idx == int(p.argmax()) == decoded
+
+
+def test_model_ending_in_softmax_gets_no_second_softmax(tiny_dls):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1))
+    learn = Learner(model, tiny_dls, default_cbs=False)
+    raw, _ = learn.get_preds(act=None)
+    probs, _ = learn.get_preds()
+    assert torch.equal(probs, raw)  # cross-entropy's softmax would flatten them towards 1/3
+    assert torch.allclose(learn.predict(tiny_dls.valid.x[0])[2], raw[0])
+    logits = Learner(nn.Linear(4, 3), tiny_dls, default_cbs=False)
+    assert torch.allclose(logits.get_preds()[0], logits.get_preds(act=None)[0].softmax(1))

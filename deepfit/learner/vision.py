@@ -24,7 +24,7 @@ from torch import nn
 from ..models.heads import VisionModel, build_arch, load_body_weights, resolve_arch, vision_splitter
 from .learner import Learner
 
-__all__ = ["build_arch", "load_body_weights", "read_state_dict", "resolve_arch", "vision_learner"]
+__all__ = ["build_arch", "cnn_learner", "load_body_weights", "read_state_dict", "resolve_arch", "vision_learner"]
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -85,3 +85,13 @@ def vision_learner(arch: str | Callable[..., nn.Module], dls, weights: str | Pat
     if freeze if freeze is not None else weights is not None:
         learn.freeze()
     return learn
+
+
+def cnn_learner(arch: str | Callable[..., nn.Module], dls, *, c_out: int | None = None, **kwargs) -> Learner:
+    """fastai's older name of `vision_learner` (the notes' lesson 12 calls it): the same arguments, given by
+    keyword after `arch` and `dls` (`loss_func=`, `opt_func=`...); `c_out` is the notes' name of `n_out`."""
+    if c_out is not None:
+        if kwargs.get("n_out") not in (None, c_out):
+            raise ValueError(f"cnn_learner: c_out={c_out} and n_out={kwargs['n_out']} disagree; give n_out only")
+        kwargs["n_out"] = c_out
+    return vision_learner(arch, dls, **kwargs)

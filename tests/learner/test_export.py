@@ -237,7 +237,7 @@ def test_image_folder_export_predicts_from_files(tmp_path, in_memory):
 def test_safetensors_whose_header_length_starts_with_0x80_is_not_taken_for_a_pickle(tmp_path):
     from safetensors.torch import load_file
 
-    from deepfit.learner.export import needs_pickle
+    from deepfit.safe_io import needs_pickle
 
     header = b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
     header = header.ljust(0x80, b" ")  # the 8-byte length then begins with byte 0x80, like a pickle

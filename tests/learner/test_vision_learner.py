@@ -162,3 +162,20 @@ def test_export_and_load_learner_round_trip(tmp_path):
     decoded2, idx2, probs2 = loaded.predict(path)
     assert decoded == decoded2 and idx == idx2
     assert torch.allclose(probs, probs2, atol=1e-5)
+
+
+def test_cnn_learner_is_vision_learner_with_the_notes_names():
+    from deepfit.learner.vision import cnn_learner
+
+    dls = image_dls(n_classes=3)
+    loss = nn.CrossEntropyLoss(label_smoothing=0.1)
+    learn = cnn_learner("xresnet18", dls, loss_func=loss, opt_func=torch.optim.SGD, c_out=3,
+                        arch_kwargs=dict(widths=(8, 8, 16, 16)))
+    ref = vision_learner("xresnet18", dls, n_out=3, arch_kwargs=dict(widths=(8, 8, 16, 16)))
+    assert learn.loss_func is loss and learn.opt_func is torch.optim.SGD
+    assert [n for n, _ in learn.model.named_parameters()] == [n for n, _ in ref.model.named_parameters()]
+    assert learn.model[1][-1].out_features == 3 and len(learn.parameter_groups()) == 2
+    with pytest.raises(ValueError, match="disagree"):
+        cnn_learner("xresnet18", dls, c_out=3, n_out=4)
+    with pytest.raises(TypeError):
+        cnn_learner("xresnet18", dls, loss)  # the notes' positional loss_func: give it by keyword

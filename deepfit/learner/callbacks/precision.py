@@ -25,6 +25,18 @@ How the notes' manual recipe maps onto this callback:
 
 bfloat16 has float32's exponent range, so it needs no loss scaling (no scaler by default).
 
+The notes' names (lesson 12's `MixedPrecision(loss_scale=512, dynamic=True, max_loss_scale=2.**24,
+div_factor=2., scale_wait=500)`) are accepted as keyword aliases of the `GradScaler` settings:
+
+| the notes                 | here (`torch.amp.GradScaler`)                                             |
+| ------------------------- | ------------------------------------------------------------------------- |
+| `loss_scale=512` (number) | `init_scale=512`, loss scaling on                                         |
+| `max_loss_scale=2.**24`   | `init_scale=2.**24`: the dynamic scale starts there, as in the notes (no  |
+|                           | upper cap: GradScaler grows the scale without bound)                      |
+| `div_factor=2.`           | `growth_factor=2.` and `backoff_factor=1/2.`                              |
+| `scale_wait=500`          | `growth_interval=500` (clean steps before the scale grows)                |
+| `dynamic=False`           | not offered: GradScaler always lowers the scale on inf/NaN gradients      |
+
 Which dtype (`MixedPrecision(dtype="auto")`, also `dtype=None`): decided on the first batch by
 `deepfit.learner.auto_precision.choose_precision`: bfloat16 on CUDA GPUs with native bf16, float16
 with loss scaling on older ones; on a CPU, bfloat16 only when it has native bf16 instructions *and*
@@ -116,12 +128,15 @@ class MixedPrecision(Callback):
     Args:
         dtype: `torch.float16`, `torch.bfloat16`, `torch.float32` (off), their names `'fp16'`, `'bf16'`,
             `'fp32'`, or `'auto'`/`None` (chosen on the first batch: see the module docstring).
-        loss_scale: use a `GradScaler`; `None` means "for float16 only".
+        loss_scale: use a `GradScaler`; `None` means "for float16 only". A number (the notes'
+            `loss_scale=512`) turns scaling on and starts the scale there (`init_scale`).
         init_scale, growth_factor, backoff_factor, growth_interval: the `GradScaler`'s dynamic
             loss-scale settings (start scale, ×growth after `growth_interval` clean steps,
             ×backoff and skip the step on an inf/NaN gradient).
         cache: where `'auto'` caches its CPU probe: True (`$DEEPFIT_DATA/precision_probe.json`), a path,
             or False (probe every time).
+        max_loss_scale, div_factor, scale_wait: the notes' names (see the module docstring):
+            `init_scale`, `growth_factor` (and `backoff_factor = 1/div_factor`), `growth_interval`.
 
     After the first batch: `.dtype` (the dtype in use; float32 when off), `.device_type`, `.scaler`
     (a `torch.amp.GradScaler`, disabled when not scaling) and, for `'auto'`, `.choice`.
@@ -130,9 +145,10 @@ class MixedPrecision(Callback):
 
     order = 90
 
-    def __init__(self, dtype: torch.dtype | str | None = "auto", loss_scale: bool | None = None,
+    def __init__(self, dtype: torch.dtype | str | None = "auto", loss_scale: bool | float | None = None,
                  init_scale: float = 2.0**16, growth_factor: float = 2.0, backoff_factor: float = 0.5,
-                 growth_interval: int = 2000, cache: bool | str = True):
+                 growth_interval: int = 2000, cache: bool | str = True, *, max_loss_scale: float | None = None,
+                 div_factor: float | None = None, scale_wait: int | None = None):
         try:
             self.requested_dtype = parse_precision(dtype)
         except ValueError:
@@ -141,9 +157,10 @@ class MixedPrecision(Callback):
         self.cache = cache
         self.choice: PrecisionChoice | None = None
         self._choice_device: str | None = None
-        self.loss_scale = loss_scale
         self.scaler_kwargs = dict(init_scale=init_scale, growth_factor=growth_factor,
                                   backoff_factor=backoff_factor, growth_interval=growth_interval)
+        self.loss_scale = _notes_scaler_names(self.scaler_kwargs, loss_scale, max_loss_scale, div_factor,
+                                              scale_wait)
         self.dtype: torch.dtype | None = None
         self.device_type: str | None = None
         self.scaler: torch.amp.GradScaler | None = None
@@ -311,6 +328,35 @@ class MixedPrecision(Callback):
             self.scaler.load_state_dict(state)
         else:
             self._pending_state = dict(state)
+
+
+_SCALER_DEFAULTS = dict(init_scale=2.0**16, growth_factor=2.0, backoff_factor=0.5, growth_interval=2000)
+
+
+def _notes_scaler_names(kwargs: dict, loss_scale: bool | float | None, max_loss_scale: float | None,
+                        div_factor: float | None, scale_wait: int | None) -> bool | None:
+    """Write the notes' loss-scale names into the GradScaler `kwargs`; returns the `loss_scale` switch."""
+    asked = {}
+    if loss_scale is not None and not isinstance(loss_scale, bool):
+        asked["init_scale"] = ("loss_scale", float(loss_scale))
+        loss_scale = True
+    if max_loss_scale is not None:
+        if "init_scale" in asked:
+            raise ValueError("MixedPrecision: loss_scale=<number> and max_loss_scale both set the starting scale; "
+                             "give one")
+        asked["init_scale"] = ("max_loss_scale", float(max_loss_scale))
+    if div_factor is not None:
+        if div_factor <= 1:
+            raise ValueError(f"MixedPrecision: div_factor must be > 1, got {div_factor}")
+        asked["growth_factor"] = ("div_factor", float(div_factor))
+        asked["backoff_factor"] = ("div_factor", 1.0 / div_factor)
+    if scale_wait is not None:
+        asked["growth_interval"] = ("scale_wait", int(scale_wait))
+    for key, (alias, value) in asked.items():
+        if kwargs[key] not in (_SCALER_DEFAULTS[key], value):
+            raise ValueError(f"MixedPrecision: {alias} and {key}={kwargs[key]} disagree; give one of them")
+        kwargs[key] = value
+    return loss_scale
 
 
 def unscale_gradients(learn) -> None:

@@ -134,9 +134,22 @@ def distrib_ctx(learn: LearnerLike, sync_bn: bool = False, find_unused_parameter
         return
     if not dist.is_initialized():
         create_process_group()
-        atexit.register(destroy_process_group)
-    with _distributed(learn, sync_bn, find_unused_parameters):
-        yield learn
+        atexit.register(_destroy_at_exit)
+    try:
+        with _distributed(learn, sync_bn, find_unused_parameters):
+            yield learn
+    except BaseException:
+        _STATE["failed"] = True  # the other ranks may never reach a barrier: let torchrun stop them
+        raise
+
+
+_STATE = {"failed": False}
+
+
+def _destroy_at_exit() -> None:
+    """At exit of a process whose group deepfit created: barrier and destroy, unless a rank failed."""
+    if not _STATE["failed"]:
+        destroy_process_group()
 
 
 @contextmanager

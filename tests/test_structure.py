@@ -22,10 +22,10 @@ from tests.helpers.import_graph import (
 # Lowest first. A module may import its own layer or lower ones; the longest matching prefix decides.
 LAYERS: list[tuple[str, ...]] = [
     ("deepfit", "deepfit._lazy", "deepfit.distributed", "deepfit.safe_io", "deepfit.rng", "deepfit.plotting",
-     "deepfit.threads", "deepfit.learner.events"),
+     "deepfit.threads", "deepfit.progress", "deepfit.learner.events"),
     ("deepfit.data",),
     ("deepfit.models",),
-    ("deepfit.text", "deepfit.interpret", "deepfit.inference"),
+    ("deepfit.text", "deepfit.interpret", "deepfit.inference", "deepfit.export_spec"),
     ("deepfit.learner",),
     ("deepfit.text.learner", "deepfit.recipes"),
     ("deepfit.run",),

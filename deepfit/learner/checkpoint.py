@@ -12,15 +12,20 @@ A checkpoint is one `torch.save`d dict holding only tensors and plain containers
 
 Writes go to a temporary file in the target's folder, are flushed and `fsync`ed, then renamed over the
 target (and the folder is `fsync`ed): a crash leaves either the old checkpoint or the new one, never half
-of one.
+of one. A checkpoint whose weights hold a NaN or an infinity is never written (`NonFiniteWeightsError`),
+and `CheckpointCallback` first asks the `NaNLossCheck` whether a training loss became non-finite, so a
+diverged run keeps its last finite checkpoints (the rotation deletes old files only after a good save).
 
 Resuming (`learn.fit(n, resume=path_or_'last')`) restores all of this and skips the training batches
 already done in the interrupted epoch without loading them (for `TensorLoader`s), so that on the CPU a
-resumed run ends with weights bit-identical to an uninterrupted one.
+resumed run ends with weights bit-identical to an uninterrupted one. When the checkpoint to resume from is
+unreadable (truncated, corrupt) and it is `'last'` or one of a `CheckpointCallback` series
+(`<name>_<NNNNNN>.pt`), resume falls back to the newest older readable one of the series and says so.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -176,6 +181,45 @@ def _current_position(learn: LearnerLike) -> dict[str, int]:
     return {"epoch": epoch, "batches_done": 0, "train_iter": train_iter, "mid_epoch": 0}
 
 
+# ---------------------------------------------------------------------------------------------- finite
+class NonFiniteWeightsError(FloatingPointError):
+    """The model's weights hold NaN or infinite values, so no checkpoint of them is written."""
+
+    def __init__(self, message: str, epoch: int, batch: int | None, names: list[str]):
+        super().__init__(message)
+        self.epoch, self.batch, self.names = epoch, batch, names
+
+
+def non_finite_tensors(state: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of `state` holding a NaN or an infinity (one host sync)."""
+    items = [(k, v) for k, v in state.items() if isinstance(v, Tensor) and v.is_floating_point() and v.numel()]
+    if not items:
+        return []
+    by_device: dict[torch.device, list[tuple[str, Tensor]]] = {}
+    for k, v in items:
+        by_device.setdefault(v.device, []).append((k, v))
+    bad = []
+    for group in by_device.values():
+        flags = torch.stack([torch.isfinite(v).all() for _, v in group]).cpu().tolist()
+        bad += [k for (k, _), ok in zip(group, flags) if not ok]
+    return bad
+
+
+def _check_finite(learn: LearnerLike, state: dict[str, Any], path: Path) -> None:
+    bad = non_finite_tensors(state["model"])
+    if not bad:
+        return
+    pos = state["position"]
+    epoch, batch = pos["epoch"], pos["batches_done"] - 1 if pos["mid_epoch"] else None
+    if not pos["mid_epoch"]:
+        epoch = max(epoch - 1, 0)  # saved after that epoch
+    where = f"epoch {epoch}" + (f", batch {batch}" if batch is not None else "")
+    raise NonFiniteWeightsError(
+        f"the model's weights became NaN/inf by {where} ({', '.join(bad[:3])}{'...' if len(bad) > 3 else ''}): "
+        f"{path.name} was not written, the previous checkpoints are kept; lower the learning rate or clip "
+        "gradients", epoch, batch, bad)
+
+
 # ---------------------------------------------------------------------------------------------- save
 def checkpoint_state(learn: LearnerLike, with_opt: bool = True) -> dict[str, Any]:
     """Everything a checkpoint holds, as tensors and plain containers."""
@@ -200,15 +244,19 @@ def checkpoint_state(learn: LearnerLike, with_opt: bool = True) -> dict[str, Any
     return state
 
 
-def save_checkpoint(learn: LearnerLike, name: str | Path, with_opt: bool = True) -> Path:
+def save_checkpoint(learn: LearnerLike, name: str | Path, with_opt: bool = True, check_finite: bool = True) -> Path:
     """Write a checkpoint of `learn` atomically; returns its path (`models/<name>.pt` for a bare name).
 
-    In a distributed run only rank 0 writes (the state is the same on every rank).
+    With `check_finite` (the default) weights holding NaN/inf raise `NonFiniteWeightsError` and nothing is
+    written. In a distributed run only rank 0 writes (the state is the same on every rank).
     """
     path = checkpoint_path(learn, name)
     if not is_main_process():
         return path
-    return atomic_torch_save(checkpoint_state(learn, with_opt=with_opt), path)
+    state = checkpoint_state(learn, with_opt=with_opt)
+    if check_finite:
+        _check_finite(learn, state, path)
+    return atomic_torch_save(state, path)
 
 
 # ---------------------------------------------------------------------------------------------- load
@@ -221,7 +269,11 @@ def load_checkpoint(learn: LearnerLike, name: str | Path, with_opt: bool = True,
     (`fit(..., resume=...)`). Returns the checkpoint dict.
     """
     path = checkpoint_path(learn, name)
-    state = safe_torch_load(path, allow_pickle=allow_pickle)
+    return _apply_checkpoint(learn, path, safe_torch_load(path, allow_pickle=allow_pickle), with_opt, strict)
+
+
+def _apply_checkpoint(learn: LearnerLike, path: Path, state: Any, with_opt: bool = True,
+                      strict: bool = True) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         if isinstance(state, dict) and all(isinstance(v, Tensor) for v in state.values()):
             _load_model(learn, state, strict, path)
@@ -311,10 +363,76 @@ def find_last_checkpoint(folder: str | Path, prefix: str | None = None) -> Path:
     return max(files, key=key)
 
 
+_SERIES = re.compile(r"^(?P<prefix>.+)_(?P<n>\d+)\.pt$")
+
+
+def resume_candidates(learn: LearnerLike, resume: str | Path) -> list[Path]:
+    """The checkpoint `resume` names, then the ones to fall back to when it is unreadable, newest first.
+
+    `'last'`: every checkpoint in `models/`, newest first. A file of a `CheckpointCallback` series
+    (`<name>_<NNNNNN>.pt`): it, then the older files of its series. Any other path: just it.
+    """
+    if str(resume) == "last":
+        first = find_last_checkpoint(checkpoint_dir(learn))
+        folder, prefix = first.parent, None
+    else:
+        first = checkpoint_path(learn, resume)
+        m = _SERIES.match(first.name)
+        if m is None:
+            return [first]
+        folder, prefix = first.parent, m.group("prefix")
+    older = [p for p in folder.glob("*.pt") if not p.name.startswith(".") and p != first
+             and (prefix is None or ((m := _SERIES.match(p.name)) is not None and m.group("prefix") == prefix))]
+    n_first = _series_number(first)
+    older = [p for p in older if _series_number(p) < n_first or (prefix is None and n_first < 0)]
+    older.sort(key=lambda p: (_series_number(p), p.stat().st_mtime_ns), reverse=True)
+    return [first, *older]
+
+
+def _series_number(p: Path) -> int:
+    m = re.search(r"_(\d+)\.pt$", p.name)
+    return int(m.group(1)) if m else -1
+
+
+def _read_resumable(learn: LearnerLike, resume: str | Path, allow_pickle: bool) -> tuple[Path, dict[str, Any]]:
+    """The first readable checkpoint of `resume_candidates` and its contents; says when it falls back."""
+    candidates = resume_candidates(learn, resume)
+    failures = []
+    for path in candidates:
+        try:
+            state = safe_torch_load(path, allow_pickle=allow_pickle)
+        except PickleRefusedError:
+            raise
+        except CheckpointError as e:
+            failures.append((path, e))
+            continue
+        if not (isinstance(state, dict) and state.get("format") == FORMAT and "position" in state):
+            if path == candidates[0]:
+                return path, state  # reported below as "holds only model weights" or "not a checkpoint"
+            failures.append((path, CheckpointError(f"{path} is not a deepfit checkpoint")))
+            continue
+        if failures:
+            bad = ", ".join(f"{p.name} ({_reason(e)})" for p, e in failures)
+            logger = getattr(learn, "logger", None) or print
+            logger(f"resume: cannot read {bad}; resuming from {path} instead (the newest readable checkpoint)")
+        return path, state
+    raise failures[0][1] if len(failures) == 1 else CheckpointError(
+        f"no readable checkpoint to resume from: {'; '.join(str(e) for _, e in failures)}")
+
+
+def _reason(e: Exception) -> str:
+    text = str(e)
+    inner = re.search(r"cannot read .*?: (.*)$", text)
+    return (inner.group(1) if inner else text)[:120]
+
+
 def prepare_resume(learn: LearnerLike, resume: str | Path, allow_pickle: bool = False) -> ResumePoint:
-    """Load the checkpoint named by `resume` (a path, a name, or `'last'`) into `learn` for `fit`."""
-    path = find_last_checkpoint(checkpoint_dir(learn)) if str(resume) == "last" else checkpoint_path(learn, resume)
-    state = load_checkpoint(learn, path, allow_pickle=allow_pickle)
+    """Load the checkpoint named by `resume` (a path, a name, or `'last'`) into `learn` for `fit`.
+
+    An unreadable checkpoint of a series is skipped for the newest older readable one (see the module doc).
+    """
+    path, state = _read_resumable(learn, resume, allow_pickle)
+    state = _apply_checkpoint(learn, path, state)
     if state.get("format") != FORMAT:
         raise CheckpointError(f"{path} holds only model weights: it cannot be resumed from")
     loaders = state.get("loaders") or {}
@@ -357,14 +475,18 @@ class CheckpointCallback(Callback):
     def before_fit(self) -> None:
         folder = checkpoint_dir(self.learn)
         for stale in folder.glob(f".{self.prefix}_*.pt.tmp-*"):
-            stale.unlink(missing_ok=True)
+            if not _writer_alive(stale):  # another live process may be writing it
+                stale.unlink(missing_ok=True)
         existing = self._existing()
         m = re.search(r"_(\d+)\.pt$", existing[-1].name) if existing else None
         self._seq = int(m.group(1)) + 1 if m else 0
 
     def _save(self) -> None:
         path = checkpoint_dir(self.learn) / f"{self.prefix}_{self._seq:06d}.pt"
-        save_checkpoint(self.learn, path)
+        nan_check = getattr(getattr(self.learn, "nan_loss_check", None), "check", None)
+        if callable(nan_check):
+            nan_check()  # raises on a non-finite training loss: no checkpoint after it
+        save_checkpoint(self.learn, path)  # raises on non-finite weights, before writing or rotating
         self._seq += 1
         self.saved.append(path)
         if self.keep_last is not None:
@@ -378,3 +500,20 @@ class CheckpointCallback(Callback):
     def after_epoch(self) -> None:
         if self.every == "epoch":
             self._save()
+
+
+def _writer_alive(tmp: Path) -> bool:
+    """Whether the process whose pid ends the temporary file's name (`.<name>.tmp-<pid>`) is alive."""
+    m = re.search(r"\.tmp-(\d+)$", tmp.name)
+    if m is None:
+        return False
+    pid = int(m.group(1))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

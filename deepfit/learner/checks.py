@@ -9,8 +9,13 @@ is finite. Each failure raises `ModelDataMismatchError` naming the layer and the
 
 `fit` runs that check (`learn.check()`) once per model and data, after `before_fit`, without touching
 random generators or loader positions; set `learn.check_inputs = False` to skip it.
-`NaNLossCheck` raises `FloatingPointError` after a training phase whose loss became NaN (it reads the
-losses the Recorder has already brought to the host: no extra synchronisation).
+
+`NaNLossCheck` stops training with `NonFiniteLossError` (a `FloatingPointError`) at the first NaN or
+infinite training loss, naming the epoch and batch where it happened. It reads the losses the Recorder
+brings to the host anyway (at progress refreshes, at the end of each training phase, before each
+checkpoint): no extra synchronisation. `fit` attaches one by default (`learn.check_nan = False` trains
+on regardless); `CheckpointCallback` asks it before every save, so no checkpoint is written after a
+non-finite loss.
 """
 
 from __future__ import annotations
@@ -202,29 +207,101 @@ def _check_targets(learn: LearnerLike, pred: Tensor, xb: Any, yb: Any) -> None:
         raise FloatingPointError(f"the loss on the first training batch is {loss.item()} before any training: {cause}")
 
 
-class NaNLossCheck(Callback):
-    """Raises `FloatingPointError` after a training phase in which the loss became NaN (or inf).
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; `epoch`, `batch` (index in the epoch) and `value` say where."""
 
-    It reads the losses the Recorder has already brought to the host at the end of the phase, so it adds
-    no synchronisation; `TerminateOnNaN` stops at the very batch instead, at the price of one sync per batch.
+    def __init__(self, message: str, epoch: int, batch: int, value: float):
+        super().__init__(message)
+        self.epoch, self.batch, self.value = epoch, batch, value
+
+
+class NaNLossCheck(Callback):
+    """Stops `fit` with `NonFiniteLossError` at the first NaN/inf training loss (see the module doc).
+
+    Args:
+        max_skipped: non-finite losses tolerated in a row before stopping. `None` (default): 0, or 10 when
+            a loss-scaling `MixedPrecision` (float16) is attached, whose scaler skips the optimizer step of
+            such batches (the weights stay finite) and lowers the scale.
+
+    The error is raised when the losses reach the host, which may be a few batches after the bad one
+    (at the latest at the end of the training phase, before validation and before any checkpoint); the
+    message names the batch where the loss first became non-finite. `TerminateOnNaN` stops at the very
+    batch instead, at the price of one host sync per batch.
     """
 
-    order = 55
+    order = 55  # after the Recorder (50) stored the batch loss
+    run_valid = False
+
+    def __init__(self, max_skipped: int | None = None):
+        if max_skipped is not None and (isinstance(max_skipped, bool) or max_skipped < 0):
+            raise ValueError(f"NaNLossCheck: max_skipped must be >= 0 or None, got {max_skipped!r}")
+        self.max_skipped = max_skipped
+        self._where: list[tuple[int, int]] = []
+        self._seen = 0
+        self._run = 0
+        self._first: tuple[int, int, float] | None = None
+
+    @property
+    def name(self) -> str:
+        return "nan_loss_check"
+
+    def _recorder(self) -> Any:
+        rec = getattr(self.learn, "recorder", None)
+        return rec if rec is not None and hasattr(rec, "losses") else None
+
+    def _limit(self) -> int:
+        if self.max_skipped is not None:
+            return self.max_skipped
+        mp = getattr(self.learn, "mixed_precision", None)
+        return 10 if mp is not None and mp in self.learn.cbs and getattr(mp, "scaling", False) else 0
 
     def before_fit(self) -> None:
-        rec = getattr(self.learn, "recorder", None)
-        self._seen = len(rec.losses) if rec is not None and hasattr(rec, "losses") else 0
+        rec = self._recorder()
+        self._seen = len(rec.losses) if rec is not None else 0
+        self._where, self._run, self._first = [], 0, None
+
+    def after_batch(self) -> None:
+        learn = self.learn
+        if learn.loss is None or not learn.training:
+            return
+        self._where.append((learn.epoch, learn.iter))  # the batch of each loss the Recorder keeps
+        rec = self._recorder()
+        if rec is not None and len(rec.losses) > self._seen:  # a progress refresh brought some to the host
+            self._scan(rec)
 
     def after_train(self) -> None:
-        rec = getattr(self.learn, "recorder", None)
-        if rec is None or not hasattr(rec, "losses"):
+        rec = self._recorder()
+        if rec is not None:
+            self._scan(rec)
+
+    def check(self) -> None:
+        """Bring the pending losses to the host and raise if one is non-finite (called before a checkpoint)."""
+        rec = self._recorder()
+        if rec is None or getattr(self.learn, "lr_finder", None) is not None:
             return
-        losses = rec.losses
-        new, start = losses[self._seen:], self._seen
-        self._seen = len(losses)
-        allow_inf = getattr(self.learn, "mixed_precision", None) is not None
+        if hasattr(rec, "flush"):
+            rec.flush()
+        self._scan(rec)
+
+    def _scan(self, rec: Any) -> None:
+        if getattr(self.learn, "lr_finder", None) is not None:  # lr_find expects and handles divergence
+            self._seen, self._where = len(rec.losses), []
+            return
+        new = rec.losses[self._seen:]
+        where, self._where = self._where[:len(new)], self._where[len(new):]
+        self._seen = len(rec.losses)
+        limit = self._limit()
         for i, v in enumerate(new):
-            if math.isnan(v) or (math.isinf(v) and not allow_inf):
-                raise FloatingPointError(
-                    f"the training loss became {v} at training batch {start + i} (epoch {self.learn.epoch}): lower "
-                    "the learning rate, clip gradients, or check the data for NaN/inf values")
+            if math.isfinite(v):
+                self._run, self._first = 0, None
+                continue
+            epoch, batch = where[i] if i < len(where) else (self.learn.epoch, self.learn.iter)
+            self._run += 1
+            if self._first is None:
+                self._first = (epoch, batch, v)
+            if self._run > limit:
+                epoch, batch, v = self._first
+                run = f" ({self._run} non-finite losses in a row)" if self._run > 1 else ""
+                raise NonFiniteLossError(
+                    f"the training loss became {v} at epoch {epoch}, batch {batch}{run}: lower the learning rate, "
+                    "clip gradients, or check the data for NaN/inf values", epoch, batch, v)

@@ -25,7 +25,7 @@ from .callbacks.progress import ProgressCallback
 from .callbacks.recorder import Recorder
 from .callbacks.schedule import fit_flat_cos, fit_one_cycle, fit_sgdr
 from .checkpoint import load_checkpoint, prepare_resume, save_checkpoint
-from .checks import check_model_data
+from .checks import NaNLossCheck, check_model_data
 from .distributed import distrib_ctx
 from .events import (
     CANCEL_EXCEPTIONS,
@@ -127,6 +127,7 @@ class Learner:
         self._resume_point = None  # set by fit(resume=...), see checkpoint.py
         self.resuming = self._fitting = False
         self.check_inputs = True  # fit runs `check()` once per model and data (see checks.py)
+        self.check_nan = True  # fit stops at the first non-finite training loss (checks.NaNLossCheck)
         self._checked: tuple[int, int] | None = None
         self.logger: Callable[[str], None] = print
         self._table: dict[str, list[Callable[[], None]]] = {}
@@ -283,6 +284,8 @@ class Learner:
 
         `resume` (a checkpoint name or path, or `'last'` for the newest in `path/models`) continues the
         run the checkpoint was taken from, mid-epoch included (see `checkpoint.py`).
+        Unless `learn.check_nan` is False, a `NaNLossCheck` is attached for the call when none is: the first
+        NaN/inf training loss stops it with `NonFiniteLossError` (see `checks.py`).
         """
         if n_epoch < 0:
             raise ValueError(f"n_epoch must be >= 0, got {n_epoch}")
@@ -290,6 +293,9 @@ class Learner:
         if launched_by_torchrun() and not getattr(self, "_in_distrib", False):
             with self.distrib_ctx():
                 return self.fit(n_epoch, lr=lr, cbs=cbs, reset_opt=reset_opt, resume=resume)
+        cbs = list(cbs or ())
+        if self.check_nan and not any(isinstance(c, NaNLossCheck) for c in [*self.cbs, *cbs]):
+            cbs.append(NaNLossCheck())
         with self.added_cbs(cbs):
             if reset_opt or self.opt is None:
                 self.create_opt(lr)

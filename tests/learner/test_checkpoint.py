@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import random
@@ -25,8 +26,10 @@ from deepfit.learner.checkpoint import (
     PickleRefusedError,
     find_last_checkpoint,
     get_rng_state,
+    save_checkpoint,
     set_rng_state,
 )
+from deepfit.learner.events import CancelBatch
 from deepfit.models import MLP
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -245,3 +248,164 @@ def test_save_does_not_change_training(tmp_path):
     b.fit(2, cbs=[CheckpointCallback(every=1)])
     assert all(torch.equal(a.model.state_dict()[k], v) for k, v in b.model.state_dict().items())
     assert isinstance(b.model, nn.Module)
+
+
+# ---------------------------------------------------------------------------------------------- NaN runs
+def _all_finite(path: Path) -> bool:
+    return all(torch.isfinite(v).all() for v in torch.load(path, weights_only=True)["model"].values())
+
+
+def _checkpoints(path: Path) -> list[str]:
+    return sorted(p.name for p in (path / "models").glob("checkpoint_*.pt"))
+
+
+def test_fit_stops_at_the_first_nan_loss_by_default(tmp_path):
+    """No callback asked for: a diverging fit raises, naming the epoch and batch (it used to finish silently)."""
+    from deepfit.learner.checks import NonFiniteLossError
+
+    learn = tiny_learner(tmp_path)
+    learn.fit(1)
+    with pytest.raises(NonFiniteLossError, match=r"the training loss became nan at epoch 0, batch 1: lower the "
+                                                 r"learning rate") as e:
+        learn.fit(2, lr=float("nan"))  # the first step makes the weights NaN, so batch 1's loss is NaN
+    assert (e.value.epoch, e.value.batch) == (0, 1)
+    learn = tiny_learner(tmp_path)
+    learn.fit(1)
+    learn.check_nan = False  # the old behaviour, asked for
+    learn.fit(1, lr=float("nan"))
+    assert math.isnan(learn.recorder.values[-1][0])
+
+
+def test_diverging_run_keeps_its_finite_checkpoints(tmp_path):
+    """keep_last=2 used to rotate every finite checkpoint out and keep two NaN ones."""
+    learn = tiny_learner(tmp_path)
+    ck = CheckpointCallback(every="epoch", keep_last=2)
+    learn.fit(2, cbs=[ck])
+    good = _checkpoints(tmp_path)
+    assert good == ["checkpoint_000000.pt", "checkpoint_000001.pt"]
+    with pytest.raises(FloatingPointError, match=r"the training loss became nan at epoch \d, batch \d"):
+        learn.fit(3, lr=1e6, cbs=[ck])  # Adam's steps of size 1e6: the loss overflows within two epochs
+    kept = _checkpoints(tmp_path)
+    assert len(kept) == 2 and good[-1] in kept  # the rotation went on only while checkpoints were finite
+    assert all(_all_finite(tmp_path / "models" / n) for n in kept)
+
+
+class NaNStepAt(Callback):
+    """From training batch `at` on, the optimizer's learning rate is NaN: that step makes the weights NaN."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def before_step(self) -> None:
+        if self.learn.train_iter >= self.at:
+            for g in self.learn.opt.param_groups:
+                g["lr"] = float("nan")
+
+
+def test_no_checkpoint_of_nan_weights_mid_epoch(tmp_path):
+    """A batch checkpoint right after the poisoning step: its loss was still finite, its weights are not."""
+    from deepfit.learner.checkpoint import NonFiniteWeightsError
+
+    learn = tiny_learner(tmp_path)
+    with pytest.raises(NonFiniteWeightsError, match=r"weights became NaN/inf by epoch 0, batch 2 .*checkpoint_000002"
+                                                    r".pt was not written") as e:
+        learn.fit(2, cbs=[CheckpointCallback(every=1, keep_last=2), NaNStepAt(2)])
+    assert (e.value.epoch, e.value.batch) == (0, 2)
+    kept = _checkpoints(tmp_path)
+    assert kept == ["checkpoint_000000.pt", "checkpoint_000001.pt"]
+    assert all(_all_finite(tmp_path / "models" / n) for n in kept)
+    assert not [p for p in (tmp_path / "models").iterdir() if p.name.startswith(".")]
+    with pytest.raises(NonFiniteWeightsError):
+        learn.save("by_hand")
+    assert save_checkpoint(learn, "by_hand", check_finite=False).is_file()  # asked for explicitly
+
+
+class NaNLossFor(Callback):
+    """Training batches `start .. start+n-1` get a NaN loss and skip their step (as a loss scaler would)."""
+
+    order = 10
+
+    def __init__(self, start: int, n: int):
+        self.start, self.n = start, n
+
+    def after_loss(self) -> None:
+        if self.learn.training and self.start <= self.learn.train_iter < self.start + self.n:
+            self.learn.loss = self.learn.loss * float("nan")
+            raise CancelBatch()
+
+
+@pytest.mark.parametrize("n_bad, stops", [(2, False), (3, True)])
+def test_max_skipped_tolerates_that_many_non_finite_losses_in_a_row(tmp_path, n_bad, stops):
+    from deepfit.learner.checks import NaNLossCheck, NonFiniteLossError
+
+    learn = tiny_learner(tmp_path)
+    cbs = [NaNLossFor(start=1, n=n_bad), NaNLossCheck(max_skipped=2)]
+    if stops:
+        with pytest.raises(NonFiniteLossError, match=r"became nan at epoch 0, batch 1 \(3 non-finite losses in a row"):
+            learn.fit(1, cbs=cbs)
+    else:
+        learn.fit(2, cbs=cbs)
+        assert sum(math.isnan(v) for v in learn.recorder.losses) == 2
+    with pytest.raises(ValueError, match="max_skipped"):
+        NaNLossCheck(max_skipped=-1)
+
+
+# ---------------------------------------------------------------------------------------------- resume
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    learn = tiny_learner(tmp_path)
+    learn.fit(3, cbs=[CheckpointCallback(every="epoch", keep_last=3)])
+    folder = tmp_path / "models"
+    newest = folder / "checkpoint_000002.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated, as by a full disk or a bad copy
+    expected = tiny_learner(tmp_path / "ref")
+    expected.fit(4, resume=folder / "checkpoint_000001.pt")
+    for resume in ("last", newest):
+        said: list[str] = []
+        other = tiny_learner(tmp_path)
+        other.logger = said.append
+        other.fit(4, resume=resume)
+        assert any("cannot read checkpoint_000002.pt" in s and f"resuming from {folder / 'checkpoint_000001.pt'}"
+                   in s for s in said), said
+        assert all(torch.equal(other.model.state_dict()[k], v) for k, v in expected.model.state_dict().items())
+    (folder / "checkpoint_000001.pt").write_bytes(b"garbage")
+    (folder / "checkpoint_000000.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="no readable checkpoint to resume from"):
+        tiny_learner(tmp_path).fit(4, resume=newest)
+    with pytest.raises(CheckpointError, match="cannot read"):  # a file outside a series: no fallback
+        tiny_learner(tmp_path).fit(4, resume=newest.rename(folder / "mine.pt"))
+
+
+def test_checkpoint_callback_keeps_the_temporary_files_of_a_live_writer(tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_tmp = folder / f".checkpoint_000000.pt.tmp-{int(dead.stdout)}"
+    live_tmp = folder / f".checkpoint_000000.pt.tmp-{os.getppid()}"  # our parent process is alive
+    dead_tmp.write_bytes(b"half"), live_tmp.write_bytes(b"half")
+    tiny_learner(tmp_path).fit(1, cbs=[CheckpointCallback()])
+    assert live_tmp.exists() and not dead_tmp.exists()
+
+
+# ---------------------------------------------------------------------------------------------- best.pth
+def test_best_model_is_written_atomically(tmp_path, monkeypatch):
+    """A kill while best.pth is being written leaves the previous best.pth whole (it used to be half a file)."""
+    from deepfit import safe_io
+    from deepfit.learner.callbacks import SaveBestModel
+
+    learn = tiny_learner(tmp_path)
+    learn.fit(1, cbs=[SaveBestModel(monitor="train_loss", load_at_end=False)])
+    best = tmp_path / "models" / "best.pth"
+    before = torch.load(best, weights_only=True)
+    real_save = torch.save
+
+    def killed_halfway(obj, f):
+        real_save(obj, f)
+        f.truncate(100)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safe_io.torch, "save", killed_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        learn.fit(1, cbs=[SaveBestModel(monitor="train_loss", load_at_end=False)])
+    after = torch.load(best, weights_only=True)
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+    assert [p.name for p in best.parent.iterdir() if p.name.startswith(".")] == []

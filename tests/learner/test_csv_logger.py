@@ -61,3 +61,45 @@ def test_rows_survive_a_crash(tmp_path):
     rows = read_rows(tmp_path / "h.csv")
     assert len(rows) == 3  # header + the two finished epochs, readable without closing the file
     assert not math.isnan(float(rows[2][2]))
+
+
+class KilledBeforeCheckpoint(Callback):
+    """A kill after the epoch's row is written (CSVLogger, order 65) and before its checkpoint (order 90)."""
+
+    order = 70
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def after_epoch(self):
+        if self.learn.epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("append", [True, False])
+def test_resume_after_a_kill_between_row_and_checkpoint_writes_each_epoch_once(tmp_path, append):
+    from deepfit.learner.checkpoint import CheckpointCallback
+
+    learn = make_learner(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        learn.fit(3, cbs=[CSVLogger("h.csv", append=append), CheckpointCallback(), KilledBeforeCheckpoint(1)])
+    assert [r[0] for r in read_rows(tmp_path / "h.csv")[1:]] == ["0", "1"]  # row 1 written, its checkpoint not
+    again = make_learner(tmp_path)
+    again.fit(3, cbs=[CSVLogger("h.csv", append=append), CheckpointCallback()], resume="last")
+    rows = read_rows(tmp_path / "h.csv")
+    assert [r[0] for r in rows[1:]] == ["0", "1", "2"]  # was 0, 1, 1, 2
+    assert [[float(v) for v in r[1:4]] for r in rows[1:]] == again.recorder.values
+
+
+def test_resume_keeps_the_rows_of_earlier_fits(tmp_path):
+    """Rows of an earlier phase (another fit appending to the same file) stay; only this fit's extra rows go."""
+    from deepfit.learner.checkpoint import CheckpointCallback
+
+    learn = make_learner(tmp_path)
+    learn.fit(1, cbs=[CSVLogger("h.csv")])  # a first phase: row "0"
+    with pytest.raises(KeyboardInterrupt):
+        learn.fit(3, cbs=[CSVLogger("h.csv", append=True), CheckpointCallback(name="main"), KilledBeforeCheckpoint(1)])
+    assert [r[0] for r in read_rows(tmp_path / "h.csv")[1:]] == ["0", "0", "1"]
+    again = make_learner(tmp_path)
+    again.fit(3, cbs=[CSVLogger("h.csv", append=True), CheckpointCallback(name="main")], resume="last")
+    assert [r[0] for r in read_rows(tmp_path / "h.csv")[1:]] == ["0", "0", "1", "2"]

@@ -82,23 +82,28 @@ def _resolve(node: ast.Import | ast.ImportFrom, current: str, is_package: bool, 
     return resolved
 
 
-def import_graph(root: Path = PACKAGE_ROOT) -> dict[str, set[str]]:
-    """module -> the package modules that importing it runs directly.
-
-    A module's own parent packages are left out: they have already started importing when it runs, so an
-    `__init__` that re-exports its submodules is no circle. An explicit `from .. import name` still counts.
-    """
+def _graph(root: Path, imports_of, targets_of) -> dict[str, set[str]]:
+    """module -> the modules that `targets_of` finds in the import statements that `imports_of` picks."""
     modules = all_modules(root)
     names = set(modules)
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         tree = ast.parse(path.read_text(), str(path))
         edges: set[str] = set()
-        for node in _module_level_imports(tree):
-            edges.update(_resolve(node, name, path.name == "__init__.py", names))
+        for node in imports_of(tree):
+            edges.update(targets_of(node, name, path.name == "__init__.py", names))
         edges.discard(name)
         graph[name] = edges
     return graph
+
+
+def import_graph(root: Path = PACKAGE_ROOT) -> dict[str, set[str]]:
+    """module -> the package modules that importing it runs directly.
+
+    A module's own parent packages are left out: they have already started importing when it runs, so an
+    `__init__` that re-exports its submodules is no circle. An explicit `from .. import name` still counts.
+    """
+    return _graph(root, lambda tree: _module_level_imports(tree), _resolve)
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -168,15 +173,5 @@ def _explicit_targets(node: ast.Import | ast.ImportFrom, current: str, is_packag
 
 def every_import(root: Path = PACKAGE_ROOT) -> dict[str, set[str]]:
     """module -> every package module it names in any import: module level, `TYPE_CHECKING` and function bodies."""
-    modules = all_modules(root)
-    names = set(modules)
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        tree = ast.parse(path.read_text(), str(path))
-        edges: set[str] = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import | ast.ImportFrom):
-                edges.update(_explicit_targets(node, name, path.name == "__init__.py", names))
-        edges.discard(name)
-        graph[name] = edges
-    return graph
+    every = lambda tree: [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
+    return _graph(root, every, _explicit_targets)

@@ -2,10 +2,12 @@
 
 `learn.export(folder)` (see `deepfit.learner.export`) writes `model.safetensors` (tensors only) and
 `learner.json` (the registered architecture and its arguments, class names, text vocabulary and tokenizer
-settings, input statistics and transforms, the output activation). `load_learner(folder)` rebuilds the model
-through the `deepfit.models` registry, loads the weights and returns an `InferenceLearner` that predicts raw
-items (image paths, texts, tensors). A file that needs pickle is refused with `PickleRefusedError` unless
-`allow_pickle=True` is passed for a file you trust.
+settings, input statistics and transforms, the output activation). `load_learner(folder)` checks
+`learner.json` against its schema (`deepfit.export_spec`), checks the model's shapes against the safetensors
+header on the `meta` device (nothing allocated), then rebuilds the model through the `deepfit.models` registry,
+loads the weights and returns an `InferenceLearner` that predicts raw items (image paths, texts, tensors).
+Every error names the file and the field. A file that needs pickle is refused with `PickleRefusedError`
+unless `allow_pickle=True` is passed for a file you trust.
 
 This module imports the data, model and text layers, never the Learner.
 """
@@ -25,22 +27,19 @@ from torch import Tensor, nn
 from .data import transforms as T
 from .data.core import to_model_input
 from .data.files import read_image_file
+from .export_spec import EXPORT_FORMAT as EXPORT_FORMAT  # learner/export.py imports them from here
+from .export_spec import EXPORT_VERSION as EXPORT_VERSION
+from .export_spec import ExportError, check_weights_fit, validate_spec
 from .models.registry import get_model, upgrade_kwargs
 from .safe_io import PickleRefusedError, needs_pickle, safe_torch_load
 from .text import rules
 from .text.rules import UNK
 from .text.tokenize import CharTokenizer, SpacyTokenizer, Tokenizer
 
-EXPORT_FORMAT = "deepfit-export"
-EXPORT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 SPEC_FILE = "learner.json"
 ACTIVATIONS = {"softmax": lambda x: torch.softmax(x.float(), dim=-1), "sigmoid": torch.sigmoid,
                "exp": lambda x: torch.exp(x.float()), None: None}
-
-
-class ExportError(ValueError):
-    """A learner cannot be exported, or an export folder cannot be loaded; the message says why."""
 
 
 class InferenceLearner:
@@ -148,8 +147,20 @@ class InferenceLearner:
         return self.activation(out) if self.activation is not None else out
 
     def predict(self, item: Any) -> tuple[Any, int | Tensor, Tensor]:
-        """`(decoded, index, probabilities)` for one image path, text or raw tensor item."""
+        """`(decoded, index, probabilities)` for one image path, text or raw tensor item.
+
+        With a sigmoid activation (a binary or multi-label loss): every label above the exported threshold
+        (a list, and the boolean mask), or for a single output class 1 above it, else 0.
+        """
         probs = self._forward(self.encode(item))[0].cpu()
+        if self.spec.get("activation") == "sigmoid" and probs.ndim <= 1:
+            thresh = float(self.spec.get("thresh", 0.5))
+            if probs.numel() == 1:
+                idx = int(float(probs.reshape(())) > thresh)
+                return (self.vocab[idx] if self.vocab is not None and len(self.vocab) == 2 else idx), idx, probs
+            mask = probs > thresh
+            hits = mask.nonzero().flatten().tolist()
+            return ([self.vocab[i] for i in hits] if self.vocab is not None else hits), mask, probs
         if probs.ndim == 1:
             idx = int(probs.argmax())
             return (self.vocab[idx] if self.vocab is not None else idx), idx, probs
@@ -189,7 +200,8 @@ def load_learner(path: str | Path, device: torch.device | str = "cpu", allow_pic
         if reason is not None and not allow_pickle:
             raise PickleRefusedError(
                 f"refusing to load {path}: {reason}, and unpickling can run arbitrary code. deepfit exports are "
-                f"folders holding {WEIGHTS_FILE} and {SPEC_FILE}; pass allow_pickle=True only if you trust this file")
+                f"folders holding {WEIGHTS_FILE} and {SPEC_FILE}; pass allow_pickle=True only if you trust this file",
+                path=path, reason=reason)
         return safe_torch_load(path, allow_pickle=allow_pickle)
     spec_file, weights = path / SPEC_FILE, path / WEIGHTS_FILE
     if not spec_file.is_file() or not weights.is_file():
@@ -198,16 +210,14 @@ def load_learner(path: str | Path, device: torch.device | str = "cpu", allow_pic
         spec = json.loads(spec_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ExportError(f"{spec_file}: not valid JSON ({e})") from None
-    if not isinstance(spec, dict) or spec.get("format") != EXPORT_FORMAT:
-        raise ExportError(f"{spec_file}: not a deepfit export (no 'format': {EXPORT_FORMAT!r})")
-    if spec.get("version", 0) > EXPORT_VERSION:
-        raise ExportError(f"{spec_file}: export version {spec['version']} is newer than this deepfit reads "
-                          f"({EXPORT_VERSION})")
-    model = get_model(spec["arch"], **upgrade_kwargs(spec["arch"], spec.get("kwargs", {})))
+    spec = validate_spec(spec, spec_file)
     reason = needs_pickle(weights)
     if reason is not None:
         raise PickleRefusedError(f"refusing to load {weights}: {reason}, not safetensors; unpickling can run "
-                                 "arbitrary code")
+                                 "arbitrary code", path=weights, reason=reason)
+    kwargs = spec.get("kwargs") or {}
+    check_weights_fit(spec["arch"], kwargs, spec_file, weights)  # on the meta device: nothing allocated yet
+    model = get_model(spec["arch"], **upgrade_kwargs(spec["arch"], kwargs))
     try:
         missing, unexpected = load_model(model, str(weights), strict=False)
     except Exception as e:  # safetensors raises its own error types for malformed files

@@ -16,7 +16,6 @@ with `PickleRefusedError`, unless `allow_pickle=True` is passed for a file you t
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +30,8 @@ from ..inference import EXPORT_FORMAT, EXPORT_VERSION, SPEC_FILE, WEIGHTS_FILE, 
 from ..inference import InferenceLearner as InferenceLearner  # old import path
 from ..inference import load_learner as load_learner  # old import path
 from ..models.registry import model_config, rebuild
-from .losses import resolve_activation
+from ..safe_io import atomic_write_text, atomic_write_with
+from .losses import BCEWithLogitsFlat, resolve_activation
 
 if TYPE_CHECKING:
     from .events import LearnerLike
@@ -62,7 +62,7 @@ def _json_ready(obj: Any, where: str) -> Any:
 
 
 def _activation_name(loss_func: Any) -> str | None:
-    if isinstance(loss_func, nn.BCEWithLogitsLoss):
+    if isinstance(loss_func, (nn.BCEWithLogitsLoss, BCEWithLogitsFlat)):
         return "sigmoid"
     if isinstance(loss_func, nn.NLLLoss):
         return "exp"
@@ -184,15 +184,13 @@ def export_learner(learn: LearnerLike, path: str | Path, arch: str | None = None
         "input": _input_spec(learn, item_tfms),
         "text": _text_spec(learn, text_vocab, tokenizer),
         "activation": _activation_name(learn.loss_func),
+        "thresh": getattr(learn.loss_func, "thresh", 0.5),  # per-label decisions of a sigmoid activation
         "loss": type(learn.loss_func).__name__,
     }
     folder.mkdir(parents=True, exist_ok=True)
-    tmp_weights = folder / f".{WEIGHTS_FILE}.tmp-{os.getpid()}"
-    save_model(model, str(tmp_weights))
-    os.replace(tmp_weights, folder / WEIGHTS_FILE)
-    tmp_spec = folder / f".{SPEC_FILE}.tmp-{os.getpid()}"
-    tmp_spec.write_text(json.dumps(spec, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp_spec, folder / SPEC_FILE)
+    # safetensors creates its files 0600: atomic_write_with gives them the umask's permissions like every other
+    atomic_write_with(folder / WEIGHTS_FILE, lambda tmp: save_model(model, str(tmp)))
+    atomic_write_text(json.dumps(spec, indent=1, ensure_ascii=False), folder / SPEC_FILE)
     return folder
 
 

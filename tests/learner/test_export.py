@@ -249,3 +249,15 @@ def test_safetensors_whose_header_length_starts_with_0x80_is_not_taken_for_a_pic
     pickled = tmp_path / "x.pt"
     torch.save({"w": object()}, pickled, _use_new_zipfile_serialization=False)
     assert needs_pickle(pickled) is not None
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_export_files_get_the_usual_permissions(trained, tmp_path, umask):
+    """model.safetensors was created 0600 (safetensors makes its files private) while every other file is 0644."""
+    old = os.umask(umask)
+    try:
+        folder = trained.export(tmp_path / "exp")
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
+    assert modes == {SPEC_FILE: 0o666 & ~umask, WEIGHTS_FILE: 0o666 & ~umask}

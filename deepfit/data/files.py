@@ -67,7 +67,7 @@ def read_image_file(path: str | Path, mode: str | None = None):
 
     Grayscale images deeper than 8 bits (16-bit PNGs...) are scaled to 8 bits first (`to_8bit`).
     Raises `FileNotFoundError` for a missing file and `DataFormatError` naming the file when it cannot be
-    decoded (not an image, truncated, unsupported format).
+    decoded (not an image, truncated, unsupported format, or over PIL's decompression-bomb limit).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -79,6 +79,9 @@ def read_image_file(path: str | Path, mode: str | None = None):
             img.load()
             img = to_8bit(img)
             return img.convert(mode) if mode is not None and img.mode != mode else img.copy()
+    except Image.DecompressionBombError as e:  # an Exception, not an OSError
+        raise DataFormatError(f"{path}: image too large to open safely ({e}); if you trust it, raise "
+                              "PIL.Image.MAX_IMAGE_PIXELS") from None
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise DataFormatError(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
 

@@ -53,3 +53,27 @@ def test_empty_folder_is_a_list_for_get_files_and_an_error_for_list_files(tmp_pa
         get_files(tmp_path / "empty", allow_empty=False)
     with pytest.raises(FileNotFoundError, match="no such folder"):
         get_files(tmp_path / "missing")
+
+
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG that declares `width`×`height` pixels (PIL checks the size when opening, before decoding)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) +
+                     chunk(b"IEND", b""))
+    return path
+
+
+def test_decompression_bomb_names_the_file(tmp_path: Path):
+    """PIL's DecompressionBombError is not an OSError: it escaped without the file's name."""
+    from deepfit.data.external import DataFormatError
+    from deepfit.data.files import read_image_file
+
+    bomb = _png_header_only(tmp_path / "bomb.png", 20000, 20000)
+    with pytest.raises(DataFormatError, match=rf"^{bomb}: image too large to open safely .*MAX_IMAGE_PIXELS"):
+        read_image_file(bomb)

@@ -107,7 +107,7 @@ def _kind(v: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- the schema
-TOP = ("format", "version", "arch", "kwargs", "vocab", "input", "text", "activation", "loss")
+TOP = ("format", "version", "arch", "kwargs", "vocab", "input", "text", "activation", "thresh", "loss")
 INPUT = ("kind", "mean", "std", "item_tfms", "item_shape", "dtype", "mode", "size", "item_channels_first")
 TEXT = ("itos", "tokenizer")
 TOKENIZER = ("base", "pre_rules", "post_rules")
@@ -140,6 +140,10 @@ def validate_spec(spec_: Any, file: str | Path) -> dict[str, Any]:
     _validate_text(f, spec_.get("text"))
     f.string(spec_.get("activation"), "activation", choices=ACTIVATION_NAMES[:-1], optional=True)
     f.string(spec_.get("loss"), "loss", optional=True)
+    thresh = spec_.get("thresh")
+    if thresh is not None and (isinstance(thresh, bool) or not isinstance(thresh, (int, float))
+                               or not 0 <= thresh <= 1):
+        raise f.fail("thresh", f"expected a probability threshold in [0, 1], got {_kind(thresh)}")
     _check_sizes(f, spec_)
     return spec_
 

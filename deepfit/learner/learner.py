@@ -43,7 +43,7 @@ from .export import export_learner, to_onnx, to_torchscript
 from .freeze import check_bn_freeze, freeze, freeze_to
 from .metrics import Metric, as_metric
 from .optim import build_param_groups, default_opt, layer_groups, lr_for_groups, max_lr, n_layer_groups, set_hyper
-from .probs import decode_prediction, default_loss, to_probs
+from .probs import decode_prediction, default_loss, flat_bce, to_probs
 from .tta import tta
 
 
@@ -59,7 +59,9 @@ class Learner:
         model: any `nn.Module`. Its forward takes `xb` (or `*xb` when a batch's input is a tuple).
         dls: a `DataLoaders` (with `.train`, `.valid` and `.device`).
         loss_func: `(pred, target) -> scalar tensor`; defaults to `nn.CrossEntropyLoss()`, or to
-            `BCEWithLogitsFlat()` when the data is multi-label (`dls.multi_label`).
+            `BCEWithLogitsFlat()` when the data is multi-label (`dls.multi_label`). A plain
+            `nn.BCEWithLogitsLoss` is used as `BCEWithLogitsFlat` (same loss, and it takes the 0/1
+            integer labels of a single-output binary classifier; see `probs.flat_bce`).
         opt_func: `(params_or_groups, lr) -> torch.optim.Optimizer`; defaults to Adam with decoupled
             weight decay 0.01 (`optim.Adam`). Any `torch.optim` class works (`torch.optim.SGD`...).
         lr: default learning rate for `fit`: a float, or `slice(lo, hi)`/`slice(hi)` across layer groups.
@@ -101,7 +103,7 @@ class Learner:
     ):
         self.model = model
         self.dls = dls
-        self.loss_func = loss_func if loss_func is not None else default_loss(dls)
+        self.loss_func = flat_bce(loss_func) if loss_func is not None else default_loss(dls)
         self.opt_func = opt_func
         self.lr = lr
         if callable(metrics) or isinstance(metrics, Metric):

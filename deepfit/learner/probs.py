@@ -113,3 +113,12 @@ def default_loss(dls: Any) -> nn.Module:
     """The loss a `Learner` gets when none is given: `BCEWithLogitsFlat` for multi-label data
     (`dls.multi_label`), else `nn.CrossEntropyLoss`."""
     return BCEWithLogitsFlat() if getattr(dls, "multi_label", False) else nn.CrossEntropyLoss()
+
+
+def flat_bce(loss_func: Any) -> Any:
+    """A plain `nn.BCEWithLogitsLoss` as the `BCEWithLogitsFlat` with its settings: the same loss on multi-hot
+    targets, that also takes the usual 0/1 integer labels `(N,)` of a single-output `(N, 1)` binary classifier
+    and thresholds `predict`'s decisions. Any other loss (or one with a `weight`) is returned unchanged."""
+    if type(loss_func) is nn.BCEWithLogitsLoss and loss_func.weight is None:
+        return BCEWithLogitsFlat(pos_weight=loss_func.pos_weight, reduction=loss_func.reduction)
+    return loss_func

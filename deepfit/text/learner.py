@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ..learner.events import Callback
 from ..learner.learner import Learner
-from ..learner.metrics import Metric, Perplexity, accuracy
+from ..learner.metrics import Metric, Perplexity, accuracy, accuracy_multi
 from ..models.awd_lstm import AWD_LSTM, LinearDecoder, awd_lstm_lm_split, get_language_model
 from ..models.text_classifiers import SentenceEncoder, awd_lstm_clas_split, get_text_classifier
 from ..safe_io import safe_torch_load
@@ -271,7 +271,7 @@ def text_classifier_learner(dls, arch: str | type[nn.Module] = AWD_LSTM, vocab: 
     model was fine-tuned with for `load_encoder` to copy rows one to one (otherwise they are
     matched). `n_class` defaults to `dls.c`. The model is split into layer groups: embedding, each
     LSTM layer, head. `pretrained_encoder`: a file from `save_encoder` to load at once. Metrics
-    default to accuracy.
+    default to accuracy (`accuracy_multi` for multi-label data, whose loss is `BCEWithLogitsFlat`).
     """
     vocab = _text_vocab(dls, vocab)
     itos = _itos(vocab)
@@ -288,7 +288,9 @@ def text_classifier_learner(dls, arch: str | type[nn.Module] = AWD_LSTM, vocab: 
         cfg.setdefault("pad_token", pad_idx)
     model = get_text_classifier(arch, len(itos), n_class, bptt=bptt, max_len=max_len, lin_ftrs=lin_ftrs, ps=ps,
                                 drop_mult=drop_mult, **cfg)
-    learn = TextLearner(model, dls, metrics=[accuracy] if metrics is None else metrics, cbs=_default_cbs(cbs),
+    if metrics is None:  # a multi-label dls gets BCEWithLogitsFlat from the Learner; its metric is accuracy_multi
+        metrics = [accuracy_multi] if getattr(dls, "multi_label", False) else [accuracy]
+    learn = TextLearner(model, dls, metrics=metrics, cbs=_default_cbs(cbs),
                         splitter=kwargs.pop("splitter", awd_lstm_clas_split), text_vocab=vocab, **kwargs)
     if pretrained_encoder is not None:
         learn.load_encoder(Path(pretrained_encoder))

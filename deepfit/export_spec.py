@@ -139,6 +139,12 @@ def validate_spec(spec_: Any, file: str | Path) -> dict[str, Any]:
     _validate_input(f, spec_.get("input"))
     _validate_text(f, spec_.get("text"))
     f.string(spec_.get("activation"), "activation", choices=ACTIVATION_NAMES[:-1], optional=True)
+    thresh = spec_.get("thresh")
+    if isinstance(thresh, list):
+        f.numbers(thresh, "thresh")
+    elif thresh is not None and (not isinstance(thresh, (int, float)) or isinstance(thresh, bool)
+                                 or not math.isfinite(thresh)):
+        raise f.fail("thresh", f"expected a number, got {_kind(thresh)}")
     f.string(spec_.get("loss"), "loss", optional=True)
     thresh = spec_.get("thresh")
     if thresh is not None and (isinstance(thresh, bool) or not isinstance(thresh, (int, float))
@@ -304,7 +310,9 @@ def _check_sizes(f: _Fields, spec_: dict[str, Any]) -> None:
     vocab, text = spec_.get("vocab"), spec_.get("text")
     out_key = "n_out" if task in ("vision", "classifier", "transfer") else "vocab_sz"
     n_out = kwargs.get(out_key, kwargs.get("n_class", kwargs.get("c_out")))
-    if vocab is not None and isinstance(n_out, int) and task != "encoder" and len(vocab) != n_out:
+    binary = n_out == 1 and spec_.get("activation") == "sigmoid"  # one output, two class names
+    if (vocab is not None and isinstance(n_out, int) and task != "encoder" and len(vocab) != n_out
+            and not (binary and len(vocab) == 2)):
         raise f.fail("vocab", f"{len(vocab)} names for a model with {n_out} outputs (kwargs.{out_key})")
     n_tokens = kwargs.get("vocab_sz", kwargs.get("vocab_size"))
     if text is not None and isinstance(n_tokens, int) and len(text["itos"]) != n_tokens:

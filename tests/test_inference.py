@@ -91,6 +91,7 @@ CASES = [
     ("item transform argument", lambda s: s["input"].update(item_tfms=[{"name": "Resize", "size": [8, 8], "x": 1}]),
      "field 'input.item_tfms[0].x': unknown field"),
     ("unknown activation", lambda s: s.update(activation="eval"), "field 'activation': 'eval' is not one of"),
+    ("threshold as a string", lambda s: s.update(thresh="0.5"), "field 'thresh': expected a number"),
     ("text not an object", lambda s: s.update(text=[]), "field 'text': expected an object"),
 ]
 
@@ -167,3 +168,14 @@ def test_malformed_safetensors_header(folder, no_real_build, head):
     (folder / WEIGHTS_FILE).write_bytes(head)
     with pytest.raises(ExportError, match=r"model.safetensors: not a valid safetensors file"):
         load_learner(folder)
+
+
+def test_a_binary_sigmoid_export_names_two_classes_for_one_output(export_dir):
+    from deepfit.export_spec import validate_spec
+
+    spec = json.loads((export_dir / SPEC_FILE).read_text())
+    spec["kwargs"]["n_out"], spec["activation"], spec["vocab"] = 1, "sigmoid", ["no", "yes"]
+    assert validate_spec(spec, "learner.json") is spec
+    spec["activation"] = "softmax"
+    with pytest.raises(ExportError, match="field 'vocab': 2 names for a model with 1 outputs"):
+        validate_spec(spec, "learner.json")

@@ -211,8 +211,10 @@ def _check_finite(learn: LearnerLike, state: dict[str, Any], path: Path) -> None
         return
     pos = state["position"]
     epoch, batch = pos["epoch"], pos["batches_done"] - 1 if pos["mid_epoch"] else None
-    if not pos["mid_epoch"]:
-        epoch = max(epoch - 1, 0)  # saved after that epoch
+    if not pos["mid_epoch"]:  # saved after that epoch: the step of its last training batch made them non-finite
+        epoch = max(epoch - 1, 0)  # (non-finite weights give a non-finite loss on the next batch)
+        train = getattr(learn.dls, "train", None)
+        batch = len(train) - 1 if hasattr(train, "__len__") and len(train) else None
     where = f"epoch {epoch}" + (f", batch {batch}" if batch is not None else "")
     raise NonFiniteWeightsError(
         f"the model's weights became NaN/inf by {where} ({', '.join(bad[:3])}{'...' if len(bad) > 3 else ''}): "

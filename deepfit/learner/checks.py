@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ..data.files import EmptyDataError
 from ..rng import get_rng_state, set_rng_state
-from .checkpoint import _generator_states, _set_generator_states
+from .checkpoint import NonFiniteWeightsError, _generator_states, _set_generator_states, non_finite_tensors
 from .events import Callback
 
 if TYPE_CHECKING:
@@ -222,6 +222,9 @@ class NaNLossCheck(Callback):
         max_skipped: non-finite losses tolerated in a row before stopping. `None` (default): 0, or 10 when
             a loss-scaling `MixedPrecision` (float16) is attached, whose scaler skips the optimizer step of
             such batches (the weights stay finite) and lowers the scale.
+        check_weights: at the end of each training phase, also check that the weights are finite (one
+            host sync per epoch), so that a last step that made them NaN stops the run before validation,
+            `SaveBestModel` and the epoch's checkpoint (`NonFiniteWeightsError`).
 
     The error is raised when the losses reach the host, which may be a few batches after the bad one
     (at the latest at the end of the training phase, before validation and before any checkpoint); the
@@ -232,10 +235,11 @@ class NaNLossCheck(Callback):
     order = 55  # after the Recorder (50) stored the batch loss
     run_valid = False
 
-    def __init__(self, max_skipped: int | None = None):
+    def __init__(self, max_skipped: int | None = None, check_weights: bool = True):
         if max_skipped is not None and (isinstance(max_skipped, bool) or max_skipped < 0):
             raise ValueError(f"NaNLossCheck: max_skipped must be >= 0 or None, got {max_skipped!r}")
-        self.max_skipped = max_skipped
+        self.max_skipped, self.check_weights = max_skipped, check_weights
+        self._last: tuple[int, int] | None = None
         self._where: list[tuple[int, int]] = []
         self._seen = 0
         self._run = 0
@@ -265,6 +269,7 @@ class NaNLossCheck(Callback):
         if learn.loss is None or not learn.training:
             return
         self._where.append((learn.epoch, learn.iter))  # the batch of each loss the Recorder keeps
+        self._last = (learn.epoch, learn.iter)
         rec = self._recorder()
         if rec is not None and len(rec.losses) > self._seen:  # a progress refresh brought some to the host
             self._scan(rec)
@@ -273,6 +278,14 @@ class NaNLossCheck(Callback):
         rec = self._recorder()
         if rec is not None:
             self._scan(rec)
+        if self.check_weights and self._last is not None and getattr(self.learn, "lr_finder", None) is None:
+            bad = non_finite_tensors(self.learn.model.state_dict())
+            if bad:
+                epoch, batch = self._last
+                raise NonFiniteWeightsError(
+                    f"the model's weights became NaN/inf at epoch {epoch}, batch {batch} (its step; "
+                    f"{', '.join(bad[:3])}{'...' if len(bad) > 3 else ''}): lower the learning rate or clip gradients",
+                    epoch, batch, bad)
 
     def check(self) -> None:
         """Bring the pending losses to the host and raise if one is non-finite (called before a checkpoint)."""

@@ -1,20 +1,21 @@
-"""Wall time to reach 93% and 94% Fashion-MNIST test accuracy on the CPU.
+"""Wall time to reach 93% and 94% Fashion-MNIST test accuracy on the CPU, deepfit and fastai side by side.
 
-The recipe: a narrow XResNet-18 (three-conv stem with stride 2, no max pool, stage widths
-`--widths`, 16-32-64-128 by default: a quarter of the standard width), one-cycle training
-(`learn.fit_one_cycle`, else a constant rate), label smoothing 0.1, random horizontal flips and a
-small pad-and-crop on the device, channels_last memory format, AdamW.
-Test accuracy is measured on all 10,000 test images after every epoch; the clock runs through
-training and those evaluations, starting after the data is loaded (about 1 s) and the model built.
-Under a one-cycle schedule accuracy climbs most in the last epochs, so the time to a target depends
-on `--epochs`: run a few budgets (e.g. 4, 6, 8) to find the shortest one that reaches it.
+The recipe is a named deepfit recipe (`deepfit.recipes`, default `fmnist_fast`): architecture and
+width, batch size, one-cycle schedule, label smoothing, augmentation preset, channels-last layout,
+precision and test-time augmentation. Test accuracy is measured on all 10,000 test images after
+every epoch; the clock runs through training and those evaluations, starting when `fit` starts
+(data loaded, model built). TTA (when the recipe uses it) is timed on its own and added to the total.
 
-    python benchmarks/fmnist_time_to_acc.py --epochs 5 --threads 1
-    python benchmarks/fmnist_time_to_acc.py --epochs 5 --fastai-python /path/to/fastai-env/bin/python
+    python benchmarks/fmnist_time_to_acc.py --threads 2
+    python benchmarks/fmnist_time_to_acc.py --threads 2 --fastai-python /path/to/fastai-env/bin/python
+    python benchmarks/fmnist_time_to_acc.py --recipe fmnist_demo --epochs 3
 
-`--fastai-python PATH` runs the same recipe with fastai's own `Learner` and `xresnet18` in that
-interpreter (fastai is never imported here), on the same files, for a side-by-side line.
-`--json PATH` writes every figure measured.
+`--fastai-python PATH` trains the same recipe with fastai's own `Learner`, `fit_one_cycle`,
+`LabelSmoothingCrossEntropy` and `TfmdDL` loaders in that interpreter (fastai is never imported
+here), on the same files, the same model (built by `deepfit.models`: plain `nn.Module`s, imported
+from this checkout) and the same augmentation (random flips when the preset has them, pad-and-crop
+with black borders), for a side-by-side line. Both runs use the same number of threads, one after
+the other. `--json PATH` writes every figure measured.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from deepfit.data import DataLoaders, TensorLoader, fashion_mnist  # noqa: E402
 from deepfit.data.external import FASHION_MNIST_MEAN, FASHION_MNIST_STD  # noqa: E402
-from deepfit.learner import Callback, Learner, accuracy  # noqa: E402
-from deepfit.models import to_channels_last, xresnet18  # noqa: E402
+from deepfit.data.transforms import Flip, PadCrop  # noqa: E402
+from deepfit.learner import Callback  # noqa: E402
+from deepfit.recipes import RECIPES, get_recipe  # noqa: E402
+from deepfit.threads import set_threads  # noqa: E402
 
 TARGETS = (0.93, 0.94)
 
@@ -56,63 +59,46 @@ class TimeToAccuracy(Callback):
         self.history.append((self.learn.epoch + 1, time.perf_counter() - self.start, float(recorder.last_valid[-1])))
 
 
-def to_channels_last_batch(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last)
+def recipe_from_args(args):
+    recipe = get_recipe(args.recipe)
+    changes = {k: getattr(args, k) for k in ("epochs", "bs", "lr", "tta", "precision") if getattr(args, k) is not None}
+    return recipe.with_(**changes) if changes else recipe
 
 
-def make_dls(bs: int, augment: bool, channels_last: bool, seed: int, n_train: int | None = None) -> DataLoaders:
-    train, test = fashion_mnist()
-    indices = None
-    if n_train is not None:  # a seeded subset, for a quick trial of the script
-        indices = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(seed))[:n_train]
-    stats = dict(mean=[FASHION_MNIST_MEAN], std=[FASHION_MNIST_STD])
-    layout = [to_channels_last_batch] if channels_last else []
-    aug: list = []
-    if augment:
-        from deepfit.data.transforms import Flip, PadCrop
-
-        aug = [Flip(p=0.5, seed=seed), PadCrop(padding=2, mode="constant", seed=seed + 1)]
-    return DataLoaders(
-        TensorLoader(train.images.unsqueeze(1), train.labels, bs=bs, shuffle=True, drop_last=True, seed=seed,
-                     device="cpu", tfms=aug + layout, indices=indices, **stats),
-        TensorLoader(test.images.unsqueeze(1), test.labels, bs=1000, device="cpu", tfms=layout, **stats),
-        device="cpu", vocab=train.classes)
+def augmentation(recipe) -> dict:
+    """What the recipe's preset does, for the fastai script: flips, and the pad-and-crop's padding."""
+    tfms = recipe.augmentations(28, seed=0)
+    pad = next((t.padding for t in tfms if isinstance(t, PadCrop)), 0)
+    return dict(flip=any(isinstance(t, Flip) for t in tfms), pad=pad)
 
 
-def run_deepfit(args) -> dict:
+def run_deepfit(args, recipe) -> dict:
     torch.manual_seed(args.seed)
-    dls = make_dls(args.bs, args.augment, args.channels_last, args.seed, args.n_train)
-    model = xresnet18(c_in=1, n_out=10, widths=args.widths, stem_widths=args.stem_widths, stem_stride=2,
-                      stem_pool=False)
-    if args.channels_last:
-        to_channels_last(model)
-    try:
-        from deepfit.learner.losses import LabelSmoothingCrossEntropy
-
-        loss = LabelSmoothingCrossEntropy(args.label_smoothing)
-    except ImportError:
-        loss = torch.nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    dls = recipe.dataloaders(valid="test", seed=args.seed, n_train=args.n_train)
     timer = TimeToAccuracy()
-    learn = Learner(model, dls, loss_func=loss, lr=args.lr, metrics=accuracy, cbs=[timer], wd=args.wd)
-    if not args.verbose and hasattr(learn, "progress"):
+    learn = recipe.learner(dls, cbs=[timer])
+    if not args.verbose:
         learn.remove_cb(learn.progress)
-    if hasattr(learn, "fit_one_cycle"):
-        learn.fit_one_cycle(args.epochs, args.lr)
-        schedule = "one-cycle"
-    else:
-        learn.fit(args.epochs, args.lr)
-        schedule = "constant lr"
-    return dict(library="deepfit", schedule=schedule, history=timer.history,
-                params=sum(p.numel() for p in model.parameters()))
+    recipe.fit(learn)
+    out = dict(library="deepfit", history=timer.history, params=sum(p.numel() for p in learn.model.parameters()))
+    mp = getattr(learn, "mixed_precision", None)
+    out["precision"] = mp.choice.name if getattr(mp, "choice", None) is not None else recipe.precision
+    if recipe.tta > 0:
+        start = time.perf_counter()
+        probs, targs = learn.tta(n=recipe.tta)
+        acc = float((probs.argmax(1) == targs).float().mean())
+        out["tta"] = dict(seconds=time.perf_counter() - start, accuracy=acc)
+    return out
 
 
 FASTAI_SCRIPT = r"""
 import gzip, json, sys, time
 import numpy as np, torch
 from torch import nn
-from fastai.vision.all import (Callback, DataLoaders, LabelSmoothingCrossEntropy, Learner, TfmdDL, accuracy,
-                               xresnet18)
+from fastai.vision.all import Callback, DataLoaders, LabelSmoothingCrossEntropy, Learner, TfmdDL, accuracy
 cfg = json.loads(sys.argv[1])
+sys.path.insert(0, cfg["deepfit_root"])
+from deepfit.models import get_model  # the same plain nn.Module as deepfit's run
 torch.set_num_threads(cfg["threads"])
 torch.manual_seed(cfg["seed"])
 def idx(path):
@@ -121,55 +107,83 @@ def idx(path):
     ndim = data[3]
     dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
     return torch.from_numpy(np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims).copy())
-def load(kind):
+def load(kind, n=None):
     x = idx(cfg["data"] + f"/{kind}-images-idx3-ubyte.gz").unsqueeze(1).float().div_(255)
+    y = idx(cfg["data"] + f"/{kind}-labels-idx1-ubyte.gz").long()
+    if n is not None:
+        keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(cfg["seed"]))[:n]
+        x, y = x[keep], y[keep]
     x = (x - cfg["mean"]) / cfg["std"]
-    if cfg["channels_last"]:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return list(zip(x, idx(cfg["data"] + f"/{kind}-labels-idx1-ubyte.gz").long()))
-dls = DataLoaders(TfmdDL(load("train"), bs=cfg["bs"], shuffle=True, drop_last=True),
-                  TfmdDL(load("t10k"), bs=1000), device="cpu")
+    return list(zip(x, y))
+dls = DataLoaders(TfmdDL(load("train", cfg["n_train"]), bs=cfg["bs"], shuffle=True, drop_last=False),
+                  TfmdDL(load("t10k"), bs=2 * cfg["bs"]), device="cpu")
+BLACK = (0.0 - cfg["mean"]) / cfg["std"]
+def augment(x, gen):
+    n, c, h, w = x.shape
+    if cfg["flip"]:
+        x = torch.where(torch.rand(n, 1, 1, 1, generator=gen) < 0.5, x.flip(-1), x)
+    p = cfg["pad"]
+    if p:
+        xp = nn.functional.pad(x - BLACK, (p, p, p, p)) + BLACK
+        off = torch.randint(0, 2 * p + 1, (2, n), generator=gen)
+        rows = (off[0].view(n, 1) + torch.arange(h)).view(n, 1, h, 1).expand(n, c, h, w + 2 * p)
+        cols = (off[1].view(n, 1) + torch.arange(w)).view(n, 1, 1, w).expand(n, c, h, w)
+        x = xp.gather(2, rows).gather(3, cols)
+    return x
 class Augment(Callback):
-    "Random horizontal flip and 2-pixel pad-and-crop of training batches (plain tensors, as in deepfit's run)."
+    "Random flips (when the preset has them) and pad-and-crop with black borders of training batches."
+    def __init__(self, tta_seed=None):
+        self.gen = torch.Generator().manual_seed(cfg["seed"] if tta_seed is None else tta_seed)
+        self.tta = tta_seed is not None
     def before_batch(self):
-        if not self.training or not cfg["augment"]:
-            return
-        x = self.xb[0]
-        n, c, h, w = x.shape
-        x = torch.where(torch.rand(n, 1, 1, 1) < 0.5, x.flip(-1), x)
-        xp = nn.functional.pad(x, (2, 2, 2, 2))
-        i, j = torch.randint(0, 5, (2,)).tolist()
-        self.learn.xb = (xp[:, :, i:i + h, j:j + w].contiguous(memory_format=torch.channels_last)
-                         if cfg["channels_last"] else xp[:, :, i:i + h, j:j + w],)
+        if self.training or self.tta:
+            self.learn.xb = (augment(self.xb[0], self.gen),)
+class Layout(Callback):
+    order = 100
+    def before_batch(self):
+        if cfg["channels_last"]:
+            self.learn.xb = (self.xb[0].contiguous(memory_format=torch.channels_last),)
 class Timer(Callback):
     order = 90
     def before_fit(self):
         self.start, self.hist = time.perf_counter(), []
     def after_epoch(self):
         self.hist.append((self.epoch + 1, time.perf_counter() - self.start, float(self.recorder.values[-1][-1])))
-model = xresnet18(c_in=1, n_out=10, widen=cfg["widths"][0] / 64, stem_szs=tuple(cfg["stem_widths"]))
-model = nn.Sequential(*[m for m in model if not isinstance(m, nn.MaxPool2d)])  # no stem max pool, as in deepfit's
+model = get_model(cfg["arch"], c_in=1, n_out=10, **cfg["arch_kwargs"])
 if cfg["channels_last"]:
     model = model.to(memory_format=torch.channels_last)
 timer = Timer()
 learn = Learner(dls, model, loss_func=LabelSmoothingCrossEntropy(cfg["label_smoothing"]), metrics=accuracy,
-                cbs=[Augment(), timer], wd=cfg["wd"])
+                cbs=[Augment(), Layout(), timer], wd=cfg["wd"])
 with learn.no_bar(), learn.no_logging():
-    learn.fit_one_cycle(cfg["epochs"], cfg["lr"])
-print("FASTAI_RESULT " + json.dumps(dict(library="fastai", schedule="one-cycle", history=timer.hist,
-                                          params=sum(p.numel() for p in model.parameters()))))
+    learn.fit_one_cycle(cfg["epochs"], cfg["lr"], pct_start=cfg["pct_start"])
+out = dict(library="fastai", history=timer.hist, params=sum(p.numel() for p in model.parameters()),
+           precision="fp32")
+if cfg["tta"] > 0:
+    start = time.perf_counter()
+    with learn.no_bar(), learn.no_logging():
+        probs, targs = learn.get_preds(dl=dls.valid)
+        total = torch.zeros_like(probs)
+        for i in range(cfg["tta"]):
+            total += learn.get_preds(dl=dls.valid, cbs=[Augment(tta_seed=1000 + i)])[0]
+    probs = (probs + total) / (cfg["tta"] + 1)
+    out["tta"] = dict(seconds=time.perf_counter() - start, accuracy=float((probs.argmax(1) == targs).float().mean()))
+print("FASTAI_RESULT " + json.dumps(out))
 """
 
 
-def run_fastai(args) -> dict:
+def run_fastai(args, recipe) -> dict:
     """Run the recipe with fastai in another interpreter; return its history or an `error`."""
     from deepfit.data.external import FASHION_MNIST_FILES, _find_folder
 
+    if recipe.precision not in ("auto", "fp32"):
+        return dict(library="fastai", error=f"this script runs fastai in fp32 only (recipe: {recipe.precision})")
     folder = _find_folder(list(FASHION_MNIST_FILES), None, download=False)
-    cfg = dict(data=str(folder), bs=args.bs, epochs=args.epochs, lr=args.lr, wd=args.wd, seed=args.seed,
-               threads=torch.get_num_threads(), label_smoothing=args.label_smoothing, widths=list(args.widths),
-               stem_widths=list(args.stem_widths), augment=args.augment, channels_last=args.channels_last,
-               mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD)
+    cfg = dict(data=str(folder), deepfit_root=str(ROOT), bs=recipe.bs, epochs=recipe.epochs, lr=recipe.lr,
+               wd=recipe.wd, pct_start=recipe.pct_start, seed=args.seed, threads=torch.get_num_threads(),
+               label_smoothing=recipe.label_smoothing, arch=recipe.arch, arch_kwargs=dict(recipe.arch_kwargs),
+               channels_last=recipe.channels_last, tta=recipe.tta, n_train=args.n_train,
+               mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD, **augmentation(recipe))
     with tempfile.NamedTemporaryFile("w", suffix="_fastai_fmnist.py", delete=False) as f:
         f.write(FASTAI_SCRIPT)
         script = f.name
@@ -194,21 +208,29 @@ def time_to(history: list, target: float) -> float | None:
     return None
 
 
-def report(results: list[dict], args) -> str:
-    lines = [f"Fashion-MNIST test accuracy vs wall time ({args.epochs} epochs, batch {args.bs}, "
-             f"{torch.get_num_threads()} thread(s), {os.cpu_count()} CPUs visible)", "",
-             "| library | schedule | params | " + " | ".join(f"time to {t:.0%}" for t in TARGETS)
-             + " | final accuracy | total time |",
-             "| --- | --- | ---: | " + " | ".join("---:" for _ in TARGETS) + " | ---: | ---: |"]
+def report(results: list[dict], recipe, threads: int) -> str:
+    lines = [f"Fashion-MNIST test accuracy vs wall time: recipe {recipe.name} ({recipe.arch} "
+             f"{json.dumps(recipe.arch_kwargs)}, {recipe.epochs} epochs, batch {recipe.bs}, one-cycle lr "
+             f"{recipe.lr:g}, label smoothing {recipe.label_smoothing:g}, augment {recipe.augment}, channels_last "
+             f"{recipe.channels_last}, TTA {recipe.tta}); {threads} thread(s), {os.cpu_count()} CPUs visible", "",
+             "| library | precision | params | " + " | ".join(f"time to {t:.0%}" for t in TARGETS)
+             + " | final accuracy | training time | with TTA | total time |",
+             "| --- | --- | ---: | " + " | ".join("---:" for _ in TARGETS) + " | ---: | ---: | ---: | ---: |"]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['library']} | error: {r['error']} |")
             continue
         hist = r["history"]
         times = [time_to(hist, t) for t in TARGETS]
+        tta = r.get("tta")
+        total = hist[-1][1] + (tta["seconds"] if tta else 0.0)
+        for i, t in enumerate(TARGETS):  # reached only with TTA: the time of training plus TTA
+            if times[i] is None and tta and tta["accuracy"] >= t:
+                times[i] = total
         cells = [f"{t:.0f} s" if t is not None else "not reached" for t in times]
-        lines.append(f"| {r['library']} | {r['schedule']} | {r['params']:,} | " + " | ".join(cells)
-                     + f" | {hist[-1][2]:.4f} | {hist[-1][1]:.0f} s |")
+        tta_cell = f"{tta['accuracy']:.4f} (+{tta['seconds']:.0f} s)" if tta else "-"
+        lines.append(f"| {r['library']} | {r.get('precision', '?')} | {r['params']:,} | " + " | ".join(cells)
+                     + f" | {hist[-1][2]:.4f} | {hist[-1][1]:.0f} s | {tta_cell} | {total:.0f} s |")
     lines.append("")
     for r in results:
         if "history" in r:
@@ -219,30 +241,28 @@ def report(results: list[dict], args) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--bs", type=int, default=256)
-    parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--wd", type=float, default=0.01)
-    parser.add_argument("--label-smoothing", type=float, default=0.1)
-    parser.add_argument("--widths", type=int, nargs=4, default=[16, 32, 64, 128])
-    parser.add_argument("--stem-widths", type=int, nargs=3, default=[16, 16, 16])
-    parser.add_argument("--no-augment", dest="augment", action="store_false")
-    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--recipe", default="fmnist_fast", choices=sorted(RECIPES))
+    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    parser.add_argument("--bs", type=int, default=None, help="override the recipe's batch size")
+    parser.add_argument("--lr", type=float, default=None, help="override the recipe's peak learning rate")
+    parser.add_argument("--tta", type=int, default=None, help="override the recipe's TTA passes (0: off)")
+    parser.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16"], help="override the precision")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: deepfit.set_threads())")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-train", type=int, default=None, help="train on a seeded subset (quick trials only)")
     parser.add_argument("--fastai-python", default=None, help="python of an environment with fastai installed")
     parser.add_argument("--json", default=None, help="write the measured figures to this file")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    results = [run_deepfit(args)]
+    threads = set_threads(args.threads).threads
+    recipe = recipe_from_args(args)
+    results = [run_deepfit(args, recipe)]
     if args.fastai_python:
-        results.append(run_fastai(args))
-    print(report(results, args))
+        results.append(run_fastai(args, recipe))
+    print(report(results, recipe, threads))
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(args=vars(args), results=results), indent=2))
+        Path(args.json).write_text(json.dumps(dict(args=vars(args), recipe=recipe.as_dict(), results=results),
+                                              indent=2))
 
 
 if __name__ == "__main__":

@@ -131,6 +131,13 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "augment": (("--augment",), dict(choices=sorted(AUGMENT_PRESETS), default="none",
                                      help="batch augmentation preset: "
                                           + "; ".join(f"{k}: {v}" for k, v in AUGMENT_PRESETS.items()))),
+    "workers": (("--workers",), dict(type=non_negative_int, default=None, metavar="N",
+                                     help="processes that decode an image folder (0: the training process); default: "
+                                          "the CPUs available to this process less one, at most 8")),
+    "cache": (("--cache",), dict(action="store_true",
+                                 help="keep an image folder's decoded images (at the training size) in a file beside "
+                                      "it (else in $DEEPFIT_DATA), written in the first epoch and memory-mapped "
+                                      "afterwards")),
     "tokenizer": (("--tokenizer",), dict(choices=TOKENIZERS, default=None,
                                          help="word (spaCy rules) or char; default: char for char_* models, else "
                                               "word")),
@@ -216,14 +223,15 @@ def _train_vision_data_help() -> str:
 # command -> (help, [(group title, [option names])]); the group title None puts options with the positionals.
 COMMANDS: dict[str, tuple[str, list[tuple[str | None, list[str]]]]] = {
     "train-vision": ("train an image classifier on a folder of images or fashion-mnist", [
-        ("data", ["data", "valid_pct", "n_train", "n_valid", "size", "augment"]),
+        ("data", ["data", "valid_pct", "n_train", "n_valid", "size", "augment", "workers", "cache"]),
         ("model", ["arch", "weights"]),
         ("training", ["epochs", "lr", "bs", "precision", "seed", "mixup", "label_smoothing", "freeze_epochs"]),
         ("results", ["tta"]),
         ("run folder", RUN_FOLDER),
     ]),
     "lr-find": ("run the learning-rate finder, save its plot and print the suggested rate", [
-        ("data", ["task", "data", "valid_pct", "n_train", "n_valid", "size", "augment", "tokenizer", "max_texts",
+        ("data", ["task", "data", "valid_pct", "n_train", "n_valid", "size", "augment", "workers", "cache",
+                  "tokenizer", "max_texts",
                   "max_vocab", "min_freq", "bptt"]),
         ("model", ["arch", "weights", "emb_sz", "n_hid", "n_layers", "drop_mult"]),
         ("training", ["bs", "seed", "num_it"]),

@@ -43,7 +43,9 @@ def build_vision_dls(args: argparse.Namespace, augment: bool = True):
     item_tfms = [Resize(args.size)] if args.size else []
     try:
         dls = ImageDataLoaders.from_folder(path, valid_pct=args.valid_pct, seed=args.seed, item_tfms=item_tfms,
-                                           batch_tfms=augment_tfms(preset, args.size or 32, args.seed), bs=args.bs)
+                                           batch_tfms=augment_tfms(preset, args.size or 32, args.seed), bs=args.bs,
+                                           num_workers=getattr(args, "workers", None),
+                                           cache=bool(getattr(args, "cache", False)))
     except ImageReadError as e:
         if "others are" in str(e) and not args.size:
             raise UsageError(f"images in '{path}' differ in size: {str(e).split(';')[0]}",

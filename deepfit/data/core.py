@@ -71,7 +71,8 @@ def to_model_input(x: Tensor, mean: Tensor | Sequence[float] | None = None,
     """
     if device is not None:
         x = x.to(device, non_blocking=True)
-    if x.dtype == torch.uint8:
+    fresh = x.dtype == torch.uint8  # a new float tensor, normalized in place (the same values, no temporaries)
+    if fresh:
         x = x.float().div_(255.0)
     elif not x.is_floating_point():
         return x
@@ -79,6 +80,8 @@ def to_model_input(x: Tensor, mean: Tensor | Sequence[float] | None = None,
         return x
     if std is None:
         raise ValueError("to_model_input: mean given without std")
+    if fresh:
+        return x.sub_(_channel_view(mean, x)).div_(_channel_view(std, x))
     return (x - _channel_view(mean, x)) / _channel_view(std, x)
 
 

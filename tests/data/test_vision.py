@@ -188,3 +188,32 @@ def test_streaming_loader_defaults_to_the_automatic_worker_count(noisy_folder: P
     assert dls.train.num_workers == dls.valid.num_workers == 3
     assert not dls.train.pins_memory  # pinned memory only for CUDA devices
     assert dls.train.new(device="cuda").pins_memory and not dls.train.new(device="cuda", pin_memory=False).pins_memory
+
+
+def test_train_vision_streams_a_folder_with_workers_and_the_cache(noisy_folder: Path, tmp_path: Path, capsys,
+                                                                  monkeypatch):
+    """`deepfit train-vision FOLDER --workers N --cache` (streaming forced: the folder is small)."""
+    from deepfit.cli import main
+    from deepfit.data.cache import CACHE_FOLDER
+
+    seen = {}
+    original = ImageDataLoaders.from_folder
+
+    def streaming_from_folder(path, **kw):
+        seen.update(kw)
+        dls = original(path, in_memory=False, **kw)
+        seen["loader"] = dls.train
+        return dls
+
+    monkeypatch.setattr(ImageDataLoaders, "from_folder", staticmethod(streaming_from_folder))
+    rc = main(["train-vision", str(noisy_folder), "--workers", "1", "--cache", "--size", "12", "--epochs", "2",
+               "--bs", "4", "--quiet", "--out", str(tmp_path / "runs"), "--name", "r"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert seen["num_workers"] == 1 and seen["cache"] is True
+    assert seen["loader"].num_workers == 1 and seen["loader"].cache.complete
+    assert len(list((noisy_folder / CACHE_FOLDER).glob("*.npy"))) == 2  # training and validation splits
+    config = (tmp_path / "runs" / "r" / "config.json").read_text()
+    assert '"workers": 1' in config and '"cache": true' in config
+    assert main(["train-vision", str(noisy_folder), "--workers", "-1"]) == 2
+    assert "--workers" in capsys.readouterr().err

@@ -391,8 +391,9 @@ def apply_run_config(parser: argparse.ArgumentParser, argv: Sequence[str],
     options = {k: v for k, v in config["options"].items() if k in known and k not in ("name", "config", "resume")}
     # as text, so that each value goes through its option's type check as if typed on the command line
     sub.set_defaults(**{k: _as_text(v) for k, v in options.items()})
-    if args.resume is not None:  # options as the run was started, whatever this command line says
+    if args.resume is not None:  # options as the run was started; only more --epochs and --quiet may be given
         merged = parser.parse_args([args.command])
+        _check_resume_options(argv, args.command, merged, source)
         merged.resume, merged.quiet = args.resume, args.quiet
     else:
         merged = parser.parse_args(argv)
@@ -403,6 +404,40 @@ def apply_run_config(parser: argparse.ArgumentParser, argv: Sequence[str],
             raise UsageError(f"{flag}: {action.dest} {value!r} in {source} is not one of {', '.join(action.choices)}",
                              hint="fix the file, or give the option on the command line")
     return merged
+
+
+RESUME_MAY_CHANGE = ("epochs", "quiet", "resume")
+
+
+def given_options(argv: Sequence[str], command: str) -> dict[str, Any]:
+    """The options (and positionals) typed on the command line `argv`, without any default."""
+    probe = build_parser()
+    for action in _subparser(probe, command)._actions:
+        if action.dest != "help":
+            action.default = argparse.SUPPRESS
+    return {k: v for k, v in vars(probe.parse_args(argv)).items() if k != "command"}
+
+
+def _check_resume_options(argv: Sequence[str], command: str, merged: argparse.Namespace, source: Any) -> None:
+    """Refuse options that would change a resumed run; take a larger `--epochs` (the run then trains longer)."""
+    given = given_options(argv, command)
+    changed = {k: v for k, v in given.items() if k not in RESUME_MAY_CHANGE and v != getattr(merged, k, None)}
+    if changed:
+        flags = ", ".join(f"{_flag(k)} {_as_text(v)}" for k, v in changed.items())
+        was = ", ".join(f"{_flag(k)} {_as_text(getattr(merged, k, None))}" for k in changed)
+        raise UsageError(f"--resume continues {source} as it was started: {flags} cannot change (the run has {was})",
+                         hint="only --epochs (more) and --quiet go with --resume; for other options start a new run "
+                              f"with --config {source}")
+    epochs = given.get("epochs")
+    if epochs is not None and epochs < merged.epochs:
+        raise UsageError(f"--resume: --epochs {epochs} is fewer than the {merged.epochs} the run was started with",
+                         hint="--epochs can only grow when resuming")
+    if epochs is not None:
+        merged.epochs = epochs
+
+
+def _flag(dest: str) -> str:
+    return dest if dest in ("data", "text") else "--" + dest.replace("_", "-")
 
 
 def _as_text(value: Any) -> Any:

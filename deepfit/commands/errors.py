@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import pickle
+
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
@@ -20,10 +23,45 @@ class UsageError(CLIError):
         super().__init__(message, hint, EXIT_USAGE)
 
 
+PICKLE_HINT = ("the command line never unpickles files; if you trust it, load it in Python with "
+               "torch.load(FILE, weights_only=False) and save its tensors (a state_dict) with torch.save")
+NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _chain(e: BaseException) -> list[BaseException]:
+    """`e` and the exceptions it was raised from or while handling, outermost first."""
+    out: list[BaseException] = []
+    while e is not None and e not in out and len(out) < 10:
+        out.append(e)
+        e = e.__cause__ or e.__context__
+    return out
+
+
+def _pickle_refusal(e: BaseException) -> tuple[str, str] | None:
+    for inner in _chain(e):
+        if type(inner).__name__ == "PickleRefusedError" and getattr(inner, "path", None) is not None:
+            reason = getattr(inner, "reason", None) or "it holds pickled Python objects"
+            return (f"refused to load {inner.path}: {reason}, and unpickling can run arbitrary code",
+                    PICKLE_HINT)
+        if isinstance(inner, pickle.UnpicklingError):
+            text = str(e).strip().splitlines()[0] if str(e).strip() else type(inner).__name__
+            return f"refused to load a file holding pickled Python objects ({text[:160]})", PICKLE_HINT
+    return None
+
+
 def describe(e: BaseException) -> tuple[str, str | None]:
     """`(message, hint)` for an exception that escaped a command."""
     name = type(e).__name__
     text = str(e).strip().splitlines()[0] if str(e).strip() else name
+    if isinstance(e, OSError) and e.errno in NO_SPACE:
+        where = f" while writing {e.filename}" if e.filename else ""
+        return (f"no space left on device{where}",
+                "free some disk space (or choose another --out); a training run continues with --resume RUN_DIR")
+    refusal = _pickle_refusal(e)
+    if refusal is not None:
+        return refusal
+    if isinstance(e, FloatingPointError):
+        return text, "lower --lr, or check the data for NaN/inf values"
     if isinstance(e, FileNotFoundError):
         return text, "check the path"
     if isinstance(e, PermissionError):

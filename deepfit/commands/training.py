@@ -24,6 +24,7 @@ from ..learner.callbacks.precision import MixedPrecision
 from ..learner.callbacks.training import SaveBestModel
 from ..learner.checkpoint import CheckpointCallback
 from ..run import BEST_NAME, LAST_NAME, METRICS_FILE, TENSORBOARD_DIR, Phase, RunDir
+from ..safe_io import safe_torch_load
 from .errors import CLIError
 
 MAIN_PHASE = "checkpoint"  # the checkpoint prefix of the main phase (models/checkpoint_<n>.pt)
@@ -70,12 +71,16 @@ def train(args: argparse.Namespace, command: str, job: TrainJob) -> int:
         learn.path = run.path
         if resuming:
             lr = run.read_config()["resolved"]["lr"]
+            _note_more_epochs(args, run)
         else:
             lr = _start(args, command, job, run, phases)
         learn.lr = lr
         say(f"deepfit: training {job.title} on {job.data}; run folder {run.path}")
         start = time.perf_counter()
-        _train_phases(job, run, phases, lr, _hparams(args, lr), resuming)
+        try:
+            _train_phases(job, run, phases, lr, _hparams(args, lr), resuming)
+        except FloatingPointError as e:  # NaN/inf loss or weights: nothing more is saved or exported
+            raise diverged(e, lr, run) from None
         train_time = time.perf_counter() - start
         _finish(job, run)
         results = {"valid_best": best_valid(learn)}
@@ -101,6 +106,35 @@ def _start(args: argparse.Namespace, command: str, job: TrainJob, run: RunDir, p
     if job.save_files is not None:
         job.save_files(run)
     return lr
+
+
+def _note_more_epochs(args: argparse.Namespace, run: RunDir) -> None:
+    """`--resume RUN --epochs N` with more epochs than the run was started with: say so, and record it."""
+    config = run.read_config()
+    started = config["options"].get("epochs")
+    if started is None or args.epochs == started:
+        return
+    say(f"deepfit: --epochs {args.epochs}: the run was started with --epochs {started}; it now trains to "
+        f"{args.epochs} epochs (the learning-rate schedule is spread over {args.epochs} epochs from here on)")
+    run.write_config(config["command"], {**config["options"], "epochs": args.epochs}, config["resolved"])
+
+
+def diverged(e: FloatingPointError, lr: float, run: RunDir) -> CLIError:
+    """The one-line error of a run stopped by a NaN/inf loss or weights, naming the epoch and batch."""
+    from ..learner.checkpoint import find_last_checkpoint
+
+    epoch, batch, value = getattr(e, "epoch", None), getattr(e, "batch", None), getattr(e, "value", None)
+    if epoch is None:
+        message = str(e).strip().splitlines()[0]
+    else:
+        where = f"epoch {epoch}" + (f", batch {batch}" if batch is not None else "")
+        what = f"the training loss became {value}" if value is not None else "the weights became NaN/inf"
+        message = f"training diverged: {what} at {where}; lower --lr (this run used --lr {lr:g})"
+    try:
+        kept = f"the last finite checkpoint is kept ({find_last_checkpoint(run.models_dir).name})"
+    except FileNotFoundError:
+        kept = "no checkpoint was written"
+    return CLIError(message, hint=f"{kept}; nothing was exported. Try an --lr 10 times lower, or --lr auto")
 
 
 def _hparams(args: argparse.Namespace, lr: float) -> dict[str, Any]:
@@ -150,7 +184,7 @@ def _finish(job: TrainJob, run: RunDir) -> None:
     learn = job.learn
     learn.save(LAST_NAME)
     if run.best_weights.exists():
-        learn.model.load_state_dict(torch.load(run.best_weights, map_location="cpu", weights_only=True))
+        learn.model.load_state_dict(safe_torch_load(run.best_weights))
     if learn.recorder.values:
         plot_loss(learn, run.file("losses.png"))
         plot_sched(learn, run.file("lr_schedule.png"))

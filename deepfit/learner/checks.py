@@ -104,7 +104,10 @@ def _first_batch(learn: LearnerLike) -> tuple[Any, Any]:
         set_rng_state(rng)
         _set_generator_states(learn.dls, gens)
         if epoch is not None:
-            dl.epoch = epoch
+            if callable(getattr(dl, "set_epoch", None)):
+                dl.set_epoch(epoch)
+            else:
+                dl.epoch = epoch
     if batch is None:
         raise EmptyDataError("the training loader yields no batches (empty dataset)")
     if not isinstance(batch, (tuple, list)) or len(batch) != 2:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..models.heads import VisionModel, build_arch, load_body_weights, resolve_arch, vision_splitter
+from ..safe_io import PickleRefusedError, safe_torch_load
 from .learner import Learner
 
 __all__ = ["build_arch", "cnn_learner", "load_body_weights", "read_state_dict", "resolve_arch", "vision_learner"]
@@ -41,7 +42,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
             obj: Any = load_file(str(path))
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = safe_torch_load(path)  # pickled objects are refused, never run
+    except PickleRefusedError:
+        raise
     except Exception as e:
         raise ValueError(f"{path}: cannot read weights ({type(e).__name__}: {e})") from e
     for key in ("model", "state_dict"):

@@ -15,6 +15,8 @@ with `PickleRefusedError`, unless `allow_pickle=True` is passed for a file you t
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import warnings
 from collections.abc import Sequence
@@ -29,6 +31,7 @@ from ..distributed import is_main_process, unwrap_model
 from ..inference import EXPORT_FORMAT, EXPORT_VERSION, SPEC_FILE, WEIGHTS_FILE, ExportError
 from ..inference import InferenceLearner as InferenceLearner  # old import path
 from ..inference import load_learner as load_learner  # old import path
+from ..models.explicit_state import ExplicitState, has_hidden_state
 from ..models.registry import model_config, rebuild
 from ..safe_io import atomic_write_text, atomic_write_with
 from .losses import BCEWithLogitsFlat, resolve_activation
@@ -207,38 +210,110 @@ def example_input(learn: LearnerLike, example: Tensor | None = None) -> Tensor:
     return example.to(param.device if param is not None else "cpu")
 
 
-def to_onnx(learn: LearnerLike, path: str | Path, example: Tensor | None = None, opset: int | None = None,
-            dynamic_batch: bool = True) -> Path:
-    """Export `learn.model` to an ONNX file (input `input`, output `output`, batch size dynamic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    x = example_input(learn, example)
-    model = unwrap_model(learn.model).eval()
-    kwargs: dict[str, Any] = {"input_names": ["input"], "output_names": ["output"]}
-    if opset is not None:
-        kwargs["opset_version"] = opset
-    if dynamic_batch:
-        kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1)},)
+def _exportable(model: nn.Module, x: Tensor) -> tuple[nn.Module, tuple[Tensor, ...], ExplicitState | None]:
+    """The module to trace and its example arguments: a stateful language model is wrapped in `ExplicitState`
+    (arguments: the token ids and a zero state), any other model is itself (arguments: `x`)."""
+    if not has_hidden_state(model):
+        return model.eval(), (x,), None
+    wrapper = ExplicitState(model)
+    param = next(model.parameters(), None)
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    state = wrapper.initial_state(x.shape[wrapper.batch_dim], x.device, dtype)
+    return wrapper, (x, *state), wrapper
+
+
+def io_names(wrapper: ExplicitState | None) -> tuple[list[str], list[str]]:
+    """Input and output names of an exported graph: `input` -> `output`, plus the state of a recurrent model
+    (`h0, c0, ...` in, `h0_out, c0_out, ...` out)."""
+    if wrapper is None:
+        return ["input"], ["output"]
+    return ["input", *wrapper.state_names], ["output", *[f"{n}_out" for n in wrapper.state_names]]
+
+
+def _dynamo_onnx(module: nn.Module, args: tuple[Tensor, ...], kwargs: dict[str, Any]) -> Any:
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore", FutureWarning)  # raised inside torch's exporter, not actionable here
-            prog = torch.onnx.export(model, (x,), dynamo=True, verbose=False, **kwargs)
+            warnings.filterwarnings("ignore", "The tensor attributes .* were assigned during export", UserWarning)
+            warnings.filterwarnings("ignore", "# The axis name", UserWarning)
+            return torch.onnx.export(module, args, dynamo=True, verbose=False, **kwargs)
     except ImportError as e:
         raise ImportError(f"ONNX export needs the onnx and onnxscript packages ({e}): pip install onnx onnxscript"
                           ) from e
-    prog.save(str(path))
+
+
+def _torchscript_onnx(module: nn.Module, args: tuple[Tensor, ...], path: Path, wrapper: ExplicitState,
+                      dynamic_batch: bool, opset: int | None) -> None:
+    """PyTorch's TorchScript-based ONNX exporter: ONNX's own LSTM/GRU/RNN operators, any sequence length."""
+    inputs, outputs = io_names(wrapper)
+    seq = {wrapper.seq_dim: "seq", **({wrapper.batch_dim: "batch"} if dynamic_batch else {})}
+    axes: dict[str, dict[int, str]] = {"input": seq, "output": seq}
+    if dynamic_batch:
+        axes.update({name: {1: "batch"} for name in inputs[1:] + outputs[1:]})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # deprecation and tracer warnings: the round trip is what is checked
+            torch.onnx.export(module, args, str(path), dynamo=False, input_names=inputs, output_names=outputs,
+                              dynamic_axes=axes, **({"opset_version": opset} if opset is not None else {}))
+    except TypeError as e:  # a PyTorch without the TorchScript-based exporter
+        raise ExportError(f"this PyTorch cannot export with dynamic_seq=True ({e}); export with dynamic_seq=False "
+                          "(the sequence length is then the example's)") from None
+
+
+def to_onnx(learn: LearnerLike, path: str | Path, example: Tensor | None = None, opset: int | None = None,
+            dynamic_batch: bool = True, dynamic_seq: bool = False) -> Path:
+    """Export `learn.model` to an ONNX file: input `input`, output `output`, the batch size dynamic.
+
+    A recurrent language model (the AWD-LSTM LM, the stateful char models) is exported with its hidden state
+    as explicit inputs and outputs (see `deepfit.models.ExplicitState`): inputs `input, h0, c0, h1, c1...`
+    (`h`, `c` for the char models), outputs `output, h0_out, c0_out...`; start from zeros of shape
+    `(n_layers or 1, bs, size)` and feed each call's state outputs to the next call. PyTorch's exporter
+    unrolls recurrent layers over time, so the sequence length is the example's (default: the validation
+    batch's; export a one-token example for generation). `dynamic_seq=True` uses PyTorch's older
+    TorchScript-based exporter instead (deprecated by PyTorch but still shipped), which writes ONNX's own
+    LSTM/GRU/RNN operators and accepts any sequence length; not for the cell-loop models, which loop over
+    time in Python.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = example_input(learn, example)
+    model = unwrap_model(learn.model)
+    module, args, wrapper = _exportable(model, x)
+    if dynamic_seq:
+        if wrapper is None:
+            raise ExportError(f"dynamic_seq=True is for the recurrent language models; {type(model).__name__} "
+                              "is exported with dynamic_seq=False")
+        if wrapper.fixed_length:
+            raise ExportError(f"{type(model).__name__} loops over time steps in Python, so its graph has the "
+                              "example's sequence length: export it with dynamic_seq=False")
+        _torchscript_onnx(module, args, path, wrapper, dynamic_batch, opset)
+        return path
+    inputs, outputs = io_names(wrapper)
+    kwargs: dict[str, Any] = {"input_names": inputs, "output_names": outputs}
+    if opset is not None:
+        kwargs["opset_version"] = opset
+    if dynamic_batch:
+        batch = torch.export.Dim("batch", min=1)
+        kwargs["dynamic_shapes"] = (({0: batch},) if wrapper is None else
+                                    ({wrapper.batch_dim: batch}, tuple({1: batch} for _ in wrapper.state_names)))
+    _dynamo_onnx(module, args, kwargs).save(str(path))
     return path
 
 
 def to_torchscript(learn: LearnerLike, path: str | Path, example: Tensor | None = None) -> Path:
-    """Trace `learn.model` on `example` (default: one validation batch) and save it as TorchScript."""
+    """Trace `learn.model` on `example` (default: one validation batch) and save it as TorchScript.
+
+    A recurrent language model is traced as `ExplicitState(model)`: the saved module takes `(ids, *state)` and
+    returns `(output, *new_state)` (see `to_onnx`); any batch size and sequence length, except for the
+    cell-loop models, whose trace has the example's sequence length.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     x = example_input(learn, example)
-    model = unwrap_model(learn.model).eval()
+    module, args, _ = _exportable(unwrap_model(learn.model), x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         with torch.no_grad():
-            traced = torch.jit.trace(model, (x,))
+            traced = torch.jit.trace(module, args)
         torch.jit.save(traced, str(path))
     return path

@@ -376,7 +376,9 @@ def fit_ulmfit(learn: Learner, lr: float = 2e-2, epochs: Sequence[int] = ULMFIT_
     The stages come from `ulmfit_plan` (defaults: epochs `(1, 1, 1, 3)`, stage rates `lr / (1, 2, 2, 2)`,
     each layer group 2.6 times slower than the next). fastai's recipe is
     `lr_divs=FASTAI_LR_DIVS, epochs=(1, 1, 1, 2), factor=2.6**4`; docs/ulmfit.md measures why it underfits
-    small models and weak language models. `start_stage` skips the stages before it (resuming);
+    small models and weak language models. `start_stage` skips the stages before it and `resume=` (a
+    checkpoint, see `fit(resume=)`) continues that stage mid-way: a run interrupted in stage `k` resumes with
+    `fit_ulmfit(..., start_stage=k, resume=path)` and ends as the uninterrupted one would (CPU);
     `on_stage(stage)` is called before each stage trains (the CLI prints `stage.label` and tags its metrics);
     during a stage `learn.ulmfit_stage` is that `UlmfitStage`. Other keywords go to `fit_one_cycle`
     (`wd`, `cbs`...).
@@ -388,7 +390,10 @@ def fit_ulmfit(learn: Learner, lr: float = 2e-2, epochs: Sequence[int] = ULMFIT_
     from .callbacks import AppliedHypers
 
     stages = ulmfit_plan(len(learn.parameter_groups()), lr, epochs, lr_divs, factor, group_factor)
+    if not 0 <= start_stage < len(stages):
+        raise ValueError(f"fit_ulmfit: start_stage must be in [0, {len(stages) - 1}], got {start_stage}")
     extra_cbs = list(fit_kwargs.pop("cbs", None) or [])
+    resume = fit_kwargs.pop("resume", None)
     results = []
     for stage in stages[start_stage:]:
         idx = learn.freeze_to(stage.frozen_to)
@@ -400,7 +405,9 @@ def fit_ulmfit(learn: Learner, lr: float = 2e-2, epochs: Sequence[int] = ULMFIT_
         applied: dict[str, Any] = {}
         if stage.epochs > 0:
             spy = AppliedHypers()
-            learn.fit_one_cycle(stage.epochs, stage.lr, moms=moms, cbs=[*extra_cbs, spy], **fit_kwargs)
+            kw = dict(fit_kwargs, resume=resume) if resume is not None else fit_kwargs
+            resume = None  # only the first stage run continues a checkpoint
+            learn.fit_one_cycle(stage.epochs, stage.lr, moms=moms, cbs=[*extra_cbs, spy], **kw)
             applied = dict(lrs=[spy.lrs[j] for j in trainable], moms=spy.moms, wds=[spy.wds[j] for j in trainable])
         results.append(dict(stage=stage.index, label=stage.label, frozen_to=idx, lr=stage.lr,
                             trainable_groups=trainable, applied=applied,

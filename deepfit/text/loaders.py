@@ -317,6 +317,25 @@ class TextClassifierLoader:
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
 
+    # a shuffling loader exposes its sampler's seed and epoch, so that checkpoints save and restore its order
+    # (a validation loader has neither: `hasattr` is False)
+    def _sortish(self, name: str) -> SortishSampler:
+        if not isinstance(self.sampler, SortishSampler):
+            raise AttributeError(f"{type(self).__name__} without shuffling has no {name}")
+        return self.sampler
+
+    @property
+    def seed(self) -> int:
+        return self._sortish("seed").seed
+
+    @seed.setter
+    def seed(self, value: int) -> None:
+        self._sortish("seed").seed = int(value)
+
+    @property
+    def epoch(self) -> int:
+        return self._sortish("epoch").epoch
+
     def _batches(self) -> list[list[int]]:
         if isinstance(self.sampler, SortishSampler):
             batches = [b.tolist() for b in self.sampler.batches()]

@@ -213,3 +213,39 @@ def test_suggest_lr_is_capped_for_the_stage_and_leaves_the_model_alone(tmp_path)
     assert all(p.requires_grad for p in clas.model.parameters())  # the head-only sweep unfreezes again
     with pytest.raises(ValueError, match="stage"):
         suggest_lr(clas, "decoder")
+
+
+def test_a_ulmfit_run_resumed_mid_stage_ends_bit_identical(tmp_path):
+    from deepfit.learner.checkpoint import CheckpointCallback
+    from deepfit.learner.events import Callback, CancelFit
+
+    vocab = Vocab.build([WORDS], min_freq=1)
+    trained_lm(tmp_path, vocab)
+    epochs = (1, 1, 0, 2)
+
+    def fresh():
+        torch.manual_seed(1)
+        return classifier(tmp_path, vocab, n=40)
+
+    full = fresh()
+    fit_ulmfit(full, 1e-2, epochs=epochs)
+
+    class StopInLastStage(Callback):
+        order = 95  # after the checkpoint of the epoch is written
+
+        def after_epoch(self):
+            if self.learn.ulmfit_stage.index == 3 and self.learn.epoch == 0:
+                raise CancelFit()
+
+    interrupted = fresh()
+    stop, ckpt = StopInLastStage(), CheckpointCallback(name="ulmfit")
+    fit_ulmfit(interrupted, 1e-2, epochs=epochs, cbs=[ckpt, stop])
+    last = sorted((tmp_path / "models").glob("ulmfit_*.pt"))[-1]
+
+    resumed = fresh()
+    res = fit_ulmfit(resumed, 1e-2, epochs=epochs, start_stage=3, resume=last)
+    assert [r["stage"] for r in res] == [3]
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert not all(torch.equal(a, b) for a, b in zip(full.model.state_dict().values(),
+                                                      interrupted.model.state_dict().values()))

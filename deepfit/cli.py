@@ -128,6 +128,10 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "size": (("--size",), dict(type=positive_int, default=None,
                                help="resize (and centre-crop) every image to SIZE×SIZE (image folders; needed when "
                                     "sizes differ)")),
+    "multi_label": (("--multi-label",), dict(action="store_true",
+                                             help="several labels per item: DATA is a CSV file whose label column "
+                                                  "holds them separated by spaces (binary cross-entropy, "
+                                                  "accuracy_multi and F1)")),
     "augment": (("--augment",), dict(choices=sorted(AUGMENT_PRESETS), default="none",
                                      help="batch augmentation preset: "
                                           + "; ".join(f"{k}: {v}" for k, v in AUGMENT_PRESETS.items()))),
@@ -224,6 +228,7 @@ def _train_vision_data_help() -> str:
 COMMANDS: dict[str, tuple[str, list[tuple[str | None, list[str]]]]] = {
     "train-vision": ("train an image classifier on a folder of images or fashion-mnist", [
         ("data", ["data", "valid_pct", "n_train", "n_valid", "size", "augment", "workers", "cache"]),
+        ("labels", ["multi_label"]),
         ("model", ["arch", "weights"]),
         ("training", ["epochs", "lr", "bs", "precision", "seed", "mixup", "label_smoothing", "freeze_epochs"]),
         ("results", ["tta"]),
@@ -246,6 +251,7 @@ COMMANDS: dict[str, tuple[str, list[tuple[str | None, list[str]]]]] = {
     ]),
     "train-classifier": ("train a text classifier: ULMFiT from a train-lm run (--lm), or an LSTM/BiLSTM", [
         ("data", ["data", "valid_pct", "tokenizer", "max_texts", "max_vocab", "min_freq"]),
+        ("labels", ["multi_label"]),
         ("model", ["lm", "arch", "embeddings", "emb_sz", "n_hid", "n_layers"]),
         ("training", ["stages", "epochs", "lr", "bs", "precision", "seed"]),
         ("run folder", RUN_FOLDER),
@@ -271,6 +277,9 @@ OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "valid_pct": dict(help="hold out this fraction at random (default: the valid/ folder, else 0.2; "
                                "fashion-mnist 0.1)"),
         "arch": dict(default="simple_cnn"),
+        "multi_label": dict(help="several labels per image: DATA is a CSV file with a header row, the image file "
+                                 "(relative to the CSV's folder) in its first column and the labels, separated by "
+                                 "spaces, in its second (binary cross-entropy, accuracy_multi and F1)"),
         "epochs": dict(default=3), "lr": dict(default="3e-3"), "bs": dict(default=64),
     },
     "lr-find": {
@@ -291,6 +300,8 @@ OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
                           "class), or a CSV file with 'text' and 'label' columns"),
         "valid_pct": dict(default=0.2),
         "tokenizer": dict(help="word (spaCy rules) or char; default: the --lm run's, else word"),
+        "multi_label": dict(help="several labels per text: DATA is a CSV file whose 'label' column holds them "
+                                 "separated by spaces (binary cross-entropy, accuracy_multi and F1)"),
         "arch": dict(choices=tuple(CLASSIFIER_ARCHS), help="classifier; default awd_lstm with --lm, else bilstm"),
         "emb_sz": dict(default=100, help="embedding size (lstm/bilstm without --embeddings)"),
         "n_hid": dict(default=128, help="hidden size (lstm/bilstm; AWD-LSTM from scratch)"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..interpret.interpretation import ClassificationInterpretation
 from ..learner.learner import Learner
-from ..learner.metrics import accuracy
+from ..learner.metrics import accuracy, accuracy_multi, f1_multi
 from ..models import lstm_classifier_split
 from ..models.registry import get_model
 from ..rng import seed_everything
@@ -29,9 +29,12 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
     dls, vocab, kind, desc, valid_texts = classifier_data(args, lm_vocab, lm_kind)
     learn = build_classifier_learner(args, dls, vocab, lm_run)
     recipe = f"ULMFiT from {lm_run.path}, stages {args.stages}" if lm_run else f"{args.epochs} epochs"
-    job = TrainJob(learn, desc, title=f"{args.arch} classifier ({recipe})", report=text_report(valid_texts),
+    multi = bool(getattr(dls, "multi_label", False))  # no confusion matrix or top losses per class
+    job = TrainJob(learn, desc, title=f"{args.arch} classifier ({recipe})",
+                   report=None if multi else text_report(valid_texts),
                    resolved={"arch": args.arch, "tokenizer": kind, "vocab_size": len(vocab),
-                             "classes": list(dls.vocab), "lm": str(lm_run.path) if lm_run else None},
+                             "classes": list(dls.vocab), "multi_label": multi,
+                             "lm": str(lm_run.path) if lm_run else None},
                    export_kwargs={"arch": learn.export_arch}, save_files=lambda run: save_vocab(run.path, vocab, kind))
     if lm_run is not None:  # the head alone first (also for --lr auto), then gradual unfreezing
         job.phases = [Phase(MAIN_PHASE, sum(args.stages))]
@@ -67,12 +70,15 @@ def build_classifier_learner(args: argparse.Namespace, dls, vocab, lm_run: RunDi
     """An AWD-LSTM classifier (on the --lm run's encoder, or from scratch) or an LSTM/BiLSTM one."""
     name = check_arch("train-classifier", args.arch)
     cbs = precision_callbacks(args.precision)
+    # multi-label data: the Learner's default loss is BCEWithLogitsFlat (see Learner's loss_func)
+    metrics = [accuracy_multi, f1_multi] if getattr(dls, "multi_label", False) else [accuracy]
     if args.arch == "awd_lstm":
         enc = lm_run.models_dir / f"{ENCODER_NAME}.pth" if lm_run is not None else None
         if enc is not None and not enc.exists():
             raise CLIError(f"'{lm_run.path}' has no saved encoder ({enc})", hint="give an AWD-LSTM train-lm run folder")
         cfg = None if enc is not None else dict(emb_sz=args.emb_sz, n_hid=args.n_hid, n_layers=max(args.n_layers, 1))
-        learn = text_classifier_learner(dls, vocab=vocab, config=cfg, pretrained_encoder=enc, cbs=cbs)
+        learn = text_classifier_learner(dls, vocab=vocab, config=cfg, pretrained_encoder=enc, cbs=cbs,
+                                        metrics=metrics)
         learn.export_arch = name
         return learn
     emb_sz, weight = args.emb_sz, None
@@ -86,7 +92,7 @@ def build_classifier_learner(args: argparse.Namespace, dls, vocab, lm_run: RunDi
                       pad_idx=pad_index(vocab))
     if weight is not None:
         model.set_embeddings(weight)
-    learn = Learner(model, dls, metrics=[accuracy], cbs=cbs, splitter=lstm_classifier_split)
+    learn = Learner(model, dls, metrics=metrics, cbs=cbs, splitter=lstm_classifier_split)
     learn.export_arch = None
     return learn
 

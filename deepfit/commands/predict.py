@@ -28,7 +28,12 @@ def predict_items(inf, items: list[str]) -> list[dict[str, Any]]:
             source = path
         label, idx, probs = inf.predict(source)
         top = probs.float().topk(min(3, len(probs)))
-        results.append({"input": item, "prediction": label, "index": idx, "probability": float(probs[idx]),
+        if isinstance(label, list):  # multi-label: every label above the threshold, idx is their mask
+            hits = [int(i) for i in idx.nonzero().flatten()]
+            idx, probability = hits, [float(probs[i]) for i in hits]
+        else:
+            probability = float(probs[idx])
+        results.append({"input": item, "prediction": label, "index": idx, "probability": probability,
                         "top": [{"class": inf.vocab[int(i)] if inf.vocab else int(i), "probability": float(v)}
                                 for v, i in zip(top.values, top.indices)]})
     return results
@@ -46,7 +51,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         for r in results:
             shown = r["input"] if len(r["input"]) <= 60 else r["input"][:57] + "..."
-            print(f"{escape_controls(shown)}\t{escape_controls(str(r['prediction']))}\t{r['probability']:.4f}")
+            pred, prob = r["prediction"], r["probability"]
+            if isinstance(pred, list):  # multi-label: the labels and their probabilities, space-separated
+                pred, prob = " ".join(map(str, pred)), " ".join(f"{p:.4f}" for p in prob)
+            else:
+                prob = f"{prob:.4f}"
+            print(f"{escape_controls(shown)}\t{escape_controls(str(pred))}\t{prob}")
     return 0
 
 

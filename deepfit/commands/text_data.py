@@ -8,6 +8,7 @@ import json
 import random
 from pathlib import Path
 
+from ..data.multilabel import multi_hot
 from ..text.datasets import fortunes_texts, read_text, split_fortunes, texts_from_csv, texts_from_folder
 from ..text.loaders import classifier_loaders, lm_loaders
 from ..text.tokenize import Tokenizer
@@ -91,19 +92,27 @@ def load_vocab(run_dir: Path):
     return Vocab(data["itos"], specials=data.get("specials") or []), data["tokenizer"]
 
 
-def read_labelled(data: str | None):
-    """`TextItems` of DATA: class subfolders of .txt files, a fortunes folder (a file per class), or a CSV."""
+def read_labelled(data: str | None, multi_label: bool = False):
+    """`TextItems` of DATA: class subfolders of .txt files, a fortunes folder (a file per class), or a CSV;
+    with `multi_label`, a CSV whose label column holds several labels separated by spaces."""
     if data is None:
         raise UsageError("missing DATA", hint="give a folder of class subfolders, a fortunes folder or a CSV file")
     path = Path(data)
     if not path.exists():
         raise UsageError(f"DATA '{path}' does not exist",
                          hint="give a folder with one subfolder of .txt files per class, a fortunes folder, or a CSV")
+    if multi_label and not (path.is_file() and path.suffix.lower() == ".csv"):
+        raise UsageError(f"--multi-label: DATA '{path}' is not a CSV file",
+                         hint="give a CSV file with 'text' and 'label' columns, the labels separated by spaces")
     if path.is_file():
         if path.suffix.lower() != ".csv":
             raise UsageError(f"DATA file '{path}' is not a CSV file",
                              hint="a CSV needs 'text' and 'label' columns; or give a folder")
-        items = texts_from_csv(path)
+        items = texts_from_csv(path, label_delim=" " if multi_label else None)
+        if multi_label:
+            if not items.classes:
+                raise UsageError(f"DATA '{path}' has no labels", hint="put labels, separated by spaces, in 'label'")
+            return items
     elif any(p.is_dir() for p in path.iterdir()):
         items = texts_from_folder(path)
     else:
@@ -140,12 +149,13 @@ def lm_data(args: argparse.Namespace, text: str | None, char_model: bool):
 def classifier_data(args: argparse.Namespace, lm_vocab=None, lm_kind: str | None = None):
     """Classifier loaders of DATA (with a language model's vocabulary and tokenizer when given);
     returns `(dls, vocab, tokenizer kind, description, validation texts)`."""
-    items = read_labelled(args.data)
+    multi = bool(getattr(args, "multi_label", False))
+    items = read_labelled(args.data, multi_label=multi)
     texts, labels = items.texts, items.labels
     if args.max_texts is not None and len(texts) > args.max_texts:
         keep = sample(list(range(len(texts))), args.max_texts, args.seed)
         texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
-    classes = sorted(set(labels))
+    classes = sorted({n for lbl in labels for n in lbl}) if multi else sorted(set(labels))
     kind = lm_kind or args.tokenizer or "word"
     tokenizer = make_tokenizer(kind)
     tokens = tokenizer(texts)
@@ -153,10 +163,14 @@ def classifier_data(args: argparse.Namespace, lm_vocab=None, lm_kind: str | None
     vocab = lm_vocab if lm_vocab is not None else build_vocab([tokens[i] for i in train_idx], kind, args.max_vocab,
                                                               args.min_freq)
     ids = [vocab.numericalize(t) for t in tokens]
-    y = [classes.index(lbl) for lbl in labels]
-    dls = classifier_loaders([ids[i] for i in train_idx], [y[i] for i in train_idx], [ids[i] for i in valid_idx],
-                             [y[i] for i in valid_idx], bs=args.bs, pad_idx=pad_index(vocab), seed=args.seed,
-                             classes=classes)
+    if multi:
+        y = multi_hot(labels, classes)
+        y_train, y_valid = y[train_idx], y[valid_idx]
+    else:
+        y = [classes.index(lbl) for lbl in labels]
+        y_train, y_valid = [y[i] for i in train_idx], [y[i] for i in valid_idx]
+    dls = classifier_loaders([ids[i] for i in train_idx], y_train, [ids[i] for i in valid_idx], y_valid,
+                             bs=args.bs, pad_idx=pad_index(vocab), seed=args.seed, classes=classes)
     dls.text_vocab, dls.tokenizer = vocab, tokenizer
     desc = (f"{args.data} ({len(train_idx)} training, {len(valid_idx)} validation texts, classes: "
             f"{', '.join(classes)})")

@@ -11,8 +11,8 @@ from ..data.vision import input_channels, one_batch
 from ..interpret.interpretation import write_classifier_report
 from ..learner.callbacks.mixup import MixUp
 from ..learner.learner import Learner
-from ..learner.losses import LabelSmoothingCrossEntropy
-from ..learner.metrics import accuracy
+from ..learner.losses import BCEWithLogitsFlat, LabelSmoothingCrossEntropy
+from ..learner.metrics import accuracy, accuracy_multi, f1_multi
 from ..learner.vision import load_body_weights, read_state_dict
 from ..models.heads import vision_splitter
 from ..models.registry import get_model, spec
@@ -39,6 +39,9 @@ def cmd_train_vision(args: argparse.Namespace) -> int:
     if args.freeze_epochs > 0 and args.weights is None:
         raise UsageError("--freeze-epochs needs --weights (only a pretrained body is worth freezing)",
                          hint="add --weights FILE, or drop --freeze-epochs")
+    if args.multi_label and (args.label_smoothing > 0 or args.mixup > 0):
+        raise UsageError("--label-smoothing and --mixup are for single-label classes, not --multi-label",
+                         hint="drop --label-smoothing/--mixup")
     check_arch("train-vision", args.arch)
     seed_everything(args.seed)
     dls, desc = build_vision_dls(args)
@@ -52,9 +55,11 @@ def cmd_train_vision(args: argparse.Namespace) -> int:
             learn.unfreeze()
 
     phases = [Phase("frozen", args.freeze_epochs)] if args.freeze_epochs > 0 else []
-    job = TrainJob(learn, desc, title=args.arch, resolved={"classes": list(dls.vocab)},
+    multi = bool(getattr(dls, "multi_label", False))  # no confusion matrix; the export keeps the BCE loss
+    job = TrainJob(learn, desc, title=args.arch, resolved={"classes": list(dls.vocab), "multi_label": multi},
                    phases=phases + [Phase(MAIN_PHASE, args.epochs)], before_phase=before_phase,
-                   report=write_classifier_report, export_loss=nn.CrossEntropyLoss(),
+                   report=None if multi else write_classifier_report,
+                   export_loss=None if multi else nn.CrossEntropyLoss(),
                    after=lambda learn, run: vision_results(learn, args.tta))
     return train(args, "train-vision", job)
 
@@ -64,7 +69,9 @@ def vision_results(learn, tta: bool) -> dict[str, float]:
     out = {}
     if tta:
         probs, targs = learn.tta()
-        out["valid_tta_accuracy"] = float(accuracy(probs, targs))
+        multi = getattr(learn.dls, "multi_label", False)
+        acc = accuracy_multi(probs, targs, sigmoid=False) if multi else accuracy(probs, targs)
+        out["valid_tta_accuracy"] = float(acc)
         say(f"validation with TTA: accuracy {out['valid_tta_accuracy']:.4f}")
     test = getattr(learn.dls, "test", None)
     if test is not None:
@@ -103,8 +110,11 @@ def build_vision_learner(dls, arch: str, weights: str | None = None, label_smoot
     if weights is not None:
         _load_weights(model, Path(weights), arch)
     loss = LabelSmoothingCrossEntropy(eps=label_smoothing) if label_smoothing > 0 else nn.CrossEntropyLoss()
+    metrics = [accuracy]
+    if getattr(dls, "multi_label", False):
+        loss, metrics = BCEWithLogitsFlat(), [accuracy_multi, f1_multi]
     cbs = [MixUp(alpha=mixup, seed=seed)] if mixup > 0 else []
-    return Learner(model, dls, loss_func=loss, metrics=[accuracy], cbs=cbs + precision_callbacks(precision),
+    return Learner(model, dls, loss_func=loss, metrics=metrics, cbs=cbs + precision_callbacks(precision),
                    splitter=vision_splitter if weights is not None else None)
 
 

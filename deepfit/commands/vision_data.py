@@ -38,6 +38,8 @@ def build_vision_dls(args: argparse.Namespace, augment: bool = True):
     preset = args.augment if augment else "none"
     if data in BUILTIN:
         return _fashion_mnist(args, preset)
+    if getattr(args, "multi_label", False):
+        return _multi_label_csv(args, preset)
     path = Path(data)
     _check_folder(path)
     item_tfms = [Resize(args.size)] if args.size else []
@@ -71,6 +73,37 @@ def _fashion_mnist(args: argparse.Namespace, preset: str):
         raise CLIError(f"Fashion-MNIST is not available: {e}", hint="run `deepfit download fashion-mnist` "
                        "(or install the Debian package dataset-fashion-mnist)") from None
     return dls, f"fashion-mnist ({len(dls.train.indices)} training, {len(dls.valid.indices)} validation images)"
+
+
+def _multi_label_csv(args: argparse.Namespace, preset: str):
+    """`--multi-label`: DATA is a CSV file (header row; image file relative to the CSV's folder, then its labels
+    separated by spaces); a random `--valid-pct` (default 0.2) is held out."""
+    path = Path(args.data)
+    if not path.is_file() or path.suffix.lower() != ".csv":
+        raise UsageError(f"--multi-label: DATA '{path}' is not a CSV file",
+                         hint="give a CSV file with a header row: the image file (relative to the CSV's folder), "
+                              "then its labels separated by spaces")
+    item_tfms = [Resize(args.size)] if args.size else []
+    try:
+        dls = ImageDataLoaders.from_csv(path.parent, path.name, label_delim=" ",
+                                        valid_pct=0.2 if args.valid_pct is None else args.valid_pct, seed=args.seed,
+                                        item_tfms=item_tfms, bs=args.bs, num_workers=getattr(args, "workers", None),
+                                        batch_tfms=augment_tfms(preset, args.size or 32, args.seed))
+    except ImageReadError as e:
+        if "others are" in str(e) and not args.size:
+            raise UsageError(f"images named in '{path}' differ in size: {str(e).split(';')[0]}",
+                             hint="add --size N to resize (and centre-crop) every image to N×N") from None
+        raise
+    except (KeyError, IndexError, ValueError, FileNotFoundError) as e:
+        raise CLIError(f"cannot read the images and labels of '{path}': {e}",
+                       hint="the first column names an image file next to the CSV, the second its labels") from None
+    if args.n_train is not None:
+        dls.train = _subset_loader(dls.train, args.n_train, args.seed)
+    n_train, n_valid = len(dls.items[0]), len(dls.items[1])
+    if n_valid == 0:
+        raise UsageError(f"DATA '{path}' gives no validation images", hint="add rows, or a larger --valid-pct")
+    return dls, (f"{path} ({n_train} training, {n_valid} validation images, multi-label: "
+                 f"{', '.join(dls.vocab)})")
 
 
 def _check_folder(path: Path) -> None:

@@ -48,6 +48,7 @@ from .core import (
 )
 from .external import DataFormatError
 from .files import read_image_file
+from .multilabel import MultiCategoryProcessor, split_labels
 from .transforms import IMAGENET_STATS, ItemTransform, apply_item_tfms, compute_stats
 
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
@@ -422,7 +423,8 @@ class ImageDataLoaders:
     """Builders of image classification `DataLoaders` (all return a `deepfit.data.DataLoaders`)."""
 
     @staticmethod
-    def from_lists(items: Sequence[str | Path], labels: Sequence[str], splitter: Callable | None = None,
+    def from_lists(items: Sequence[str | Path], labels: Sequence[str] | Sequence[Sequence[str]],
+                   splitter: Callable | None = None,
                    path: str | Path | None = None, valid_pct: float = 0.2, seed: int = 0,
                    item_tfms: Sequence[ItemTransform] = (), batch_tfms: Sequence[Callable] = (), bs: int = 64,
                    val_bs: int | None = None, num_workers: int | None = None, in_memory: bool | str = "auto",
@@ -431,6 +433,10 @@ class ImageDataLoaders:
                    skip_bad: bool = False, vocab: Sequence[str] | CategoryProcessor | None = None,
                    drop_last: bool = False, device: torch.device | str | None = None) -> DataLoaders:
         """Build `DataLoaders` from image paths and their string labels.
+
+        Labels that are lists of names (several per image) make a multi-label task: multi-hot float targets
+        over a `MultiCategoryProcessor` vocabulary, `dls.multi_label = True` (a `Learner` then defaults to
+        `BCEWithLogitsFlat`).
 
         Args:
             splitter: `items -> (train_idx, valid_idx)`; default `RandomSplitter(valid_pct, seed)`.
@@ -457,7 +463,8 @@ class ImageDataLoaders:
                 default: built from the training labels.
         """
         items = [Path(o) for o in items]
-        labels = [str(o) for o in labels]
+        multi_label = bool(labels) and all(isinstance(o, (list, tuple)) for o in labels)
+        labels = [[str(n) for n in o] for o in labels] if multi_label else [str(o) for o in labels]
         if len(items) != len(labels):
             raise ValueError(f"{len(items)} items but {len(labels)} labels")
         if not items:
@@ -476,14 +483,23 @@ class ImageDataLoaders:
                     raise ValueError("every training image is unreadable")
         if mode is None:
             mode = image_mode(items[train_idx[0]])
-        if isinstance(vocab, CategoryProcessor):
-            cats = vocab
-        else:
-            cats = CategoryProcessor(vocab) if vocab is not None else CategoryProcessor().fit(
-                labels[i] for i in train_idx)
-        y = torch.zeros(len(items), dtype=torch.long)
         used = [*train_idx, *valid_idx]
-        y[used] = cats.encode([labels[i] for i in used], items=[items[i] for i in used])
+        if multi_label:
+            if isinstance(vocab, MultiCategoryProcessor):
+                cats = vocab
+            else:
+                cats = MultiCategoryProcessor(vocab) if vocab is not None else MultiCategoryProcessor().fit(
+                    labels[i] for i in train_idx)
+            y = torch.zeros(len(items), len(cats.vocab))
+            y[used] = cats.encode([labels[i] for i in used])
+        else:
+            if isinstance(vocab, CategoryProcessor):
+                cats = vocab
+            else:
+                cats = CategoryProcessor(vocab) if vocab is not None else CategoryProcessor().fit(
+                    labels[i] for i in train_idx)
+            y = torch.zeros(len(items), dtype=torch.long)
+            y[used] = cats.encode([labels[i] for i in used], items=[items[i] for i in used])
         device = torch.device(device) if device is not None else default_device()
         # the first training image after the item transforms fixes the channels and size of every item
         probe = image_to_tensor(apply_item_tfms(open_image(items[train_idx[0]], mode), item_tfms, train=False))
@@ -536,6 +552,7 @@ class ImageDataLoaders:
             valid = ImageLoader(valid_ds, bs=val_bs, cache=decoded_cache(valid_ds), **common)
         dls = DataLoaders(train, valid, device=device, vocab=cats.vocab)
         dls.categorize = cats
+        dls.multi_label = multi_label
         dls.item_tfms = list(item_tfms)
         dls.path = Path(path) if path is not None else None
         dls.n_channels = n_ch
@@ -580,11 +597,13 @@ class ImageDataLoaders:
     @staticmethod
     def from_csv(path: str | Path, csv_fname: str | Sequence = "labels.csv", folder: str | None = None,
                  fn_col: str | int = 0, label_col: str | int = 1, valid_col: str | int | None = None,
-                 suffix: str = "", valid_pct: float = 0.2, seed: int = 0, **kwargs) -> DataLoaders:
+                 suffix: str = "", valid_pct: float = 0.2, seed: int = 0, label_delim: str | None = None,
+                 **kwargs) -> DataLoaders:
         """Files and labels from a CSV file `path/csv_fname` (or from rows: a list of dicts).
 
         `valid_col` names a column whose true values ('1', 'true', 'yes') mark validation rows;
-        without it a random `valid_pct` is held out.
+        without it a random `valid_pct` is held out. `label_delim` (e.g. `" "`): the label cell holds
+        several labels (`"cat dog"`), a multi-label task (see `from_lists`).
         """
         path = Path(path)
         rows = read_csv(path / csv_fname) if isinstance(csv_fname, (str, Path)) else list(csv_fname)
@@ -596,8 +615,10 @@ class ImageDataLoaders:
             splitter = IndexSplitter(i for i, f in enumerate(flags) if f)
         else:
             splitter = RandomSplitter(valid_pct, seed)
-        return ImageDataLoaders.from_lists(items, [labels(o) for o in items], splitter=splitter, path=path,
-                                           seed=seed, **kwargs)
+        names = [labels(o) for o in items]
+        if label_delim is not None:
+            names = [split_labels(n, label_delim) for n in names]
+        return ImageDataLoaders.from_lists(items, names, splitter=splitter, path=path, seed=seed, **kwargs)
 
 
 class ImageList(Sequence):

@@ -4,8 +4,6 @@ classifier with BCEWithLogitsLoss on the usual integer labels."""
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
 from torch import nn
@@ -17,23 +15,8 @@ from deepfit.learner.losses import BCEWithLogitsFlat
 from deepfit.learner.metrics import accuracy_multi, f1_multi
 from deepfit.models.registry import get_model
 from tests.helpers.data import make_linear_data
+from tests.helpers.multilabel import BARS, bar_images, write_bar_folder, write_text_csv
 from tests.helpers.vision import tiny_cnn
-
-BARS = ["horizontal", "vertical"]
-
-
-def bar_images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """16×16 grey images with a horizontal bar, a vertical bar, both or neither (each with probability 1/2)."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, 60, (n, 1, 16, 16), generator=g, dtype=torch.uint8)
-    y = torch.randint(0, 2, (n, 2), generator=g).float()
-    pos = torch.randint(2, 14, (n, 2), generator=g)
-    for i in range(n):
-        if y[i, 0]:
-            x[i, 0, pos[i, 0], :] = 255
-        if y[i, 1]:
-            x[i, 0, :, pos[i, 1]] = 255
-    return x, y
 
 
 def bar_dls() -> DataLoaders:
@@ -70,31 +53,12 @@ def test_multi_label_images_vision_learner_and_predict():
     assert learn.predict(x[both], thresh=1.0)[0] == []
 
 
-def labelled_texts(n: int, seed: int) -> tuple[list[str], list[list[str]]]:
-    rng = random.Random(seed)
-    fruit, vehicles, filler = ["apple", "banana", "pear"], ["car", "bus", "train"], ["we", "saw", "a", "today", "nice"]
-    texts, labels = [], []
-    for _ in range(n):
-        words, lbl = rng.sample(filler, 3), []
-        if rng.random() < 0.5:
-            words.append(rng.choice(fruit))
-            lbl.append("fruit")
-        if rng.random() < 0.5:
-            words.append(rng.choice(vehicles))
-            lbl.append("vehicle")
-        rng.shuffle(words)
-        texts.append(" ".join(words))
-        labels.append(lbl)
-    return texts, labels
-
-
 def test_multi_label_texts_from_csv_train_and_predict_a_string(tmp_path):
     from deepfit.text import Tokenizer, Vocab, classifier_loaders, texts_from_csv
 
-    texts, labels = labelled_texts(360, 0)
     csv = tmp_path / "texts.csv"
-    csv.write_text("text,labels\n" + "".join(f"{t},{' '.join(lbl)}\n" for t, lbl in zip(texts, labels)))
-    items = texts_from_csv(csv, label_col="labels", label_delim=" ")
+    write_text_csv(csv, 360, 0)
+    items = texts_from_csv(csv, label_delim=" ")
     assert items.multi_label and items.classes == ["fruit", "vehicle"]
     y = items.multi_hot()
     tok = Tokenizer(progress=False)
@@ -161,3 +125,21 @@ def test_multi_label_export_predicts_the_same_labels(tmp_path):
         ref_labels, ref_mask, ref_probs = learn.predict(dls.valid.x[i])
         assert labels == ref_labels and torch.equal(mask, ref_mask) and torch.allclose(probs, ref_probs, atol=1e-5)
         assert torch.equal(mask, probs > 0.3)
+
+
+def test_multi_label_images_from_csv(tmp_path):
+    from deepfit.data.vision import ImageDataLoaders
+
+    y = write_bar_folder(tmp_path, 240, 0)
+    dls = ImageDataLoaders.from_csv(tmp_path, "labels.csv", folder="images", label_delim=" ", valid_pct=0.25, bs=32,
+                                    device="cpu", num_workers=0)
+    assert dls.multi_label and dls.vocab == BARS and dls.c == 2
+    xb, yb = next(iter(dls.train))
+    assert yb.dtype == torch.float32 and yb.shape == (32, 2)
+    torch.manual_seed(0)
+    learn = vision_learner(tiny_cnn, dls, arch_kwargs=dict(width=8), metrics=[accuracy_multi])
+    learn.remove_cb(ProgressCallback)
+    learn.fit_one_cycle(5, 2e-2)
+    assert learn.recorder.values[-1][2] > 0.9, learn.recorder.values
+    i = int(dls.items[1][0].stem)
+    assert learn.predict(dls.items[1][0])[0] == [BARS[j] for j in range(2) if y[i, j]]

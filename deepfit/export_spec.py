@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .models.registry import get_model, spec, upgrade_kwargs
+from .onnx_program import ONNX_FILE
 
 EXPORT_FORMAT = "deepfit-export"
 EXPORT_VERSION = 1
@@ -107,7 +108,7 @@ def _kind(v: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- the schema
-TOP = ("format", "version", "arch", "kwargs", "vocab", "input", "text", "activation", "thresh", "loss")
+TOP = ("format", "version", "arch", "kwargs", "vocab", "input", "text", "activation", "thresh", "loss", "model_file")
 INPUT = ("kind", "mean", "std", "item_tfms", "item_shape", "dtype", "mode", "size", "item_channels_first")
 TEXT = ("itos", "tokenizer")
 TOKENIZER = ("base", "pre_rules", "post_rules")
@@ -123,12 +124,18 @@ def validate_spec(spec_: Any, file: str | Path) -> dict[str, Any]:
     if spec_["version"] > EXPORT_VERSION:
         raise f.fail("version", f"export version {spec_['version']} is newer than this deepfit reads "
                                 f"({EXPORT_VERSION})")
-    f.string(spec_["arch"], "arch")
-    try:
-        spec(spec_["arch"])
-    except KeyError as e:
-        raise f.fail("arch", str(e).strip("'\"")) from None
-    _validate_kwargs(f, spec_["arch"], spec_.get("kwargs", {}))
+    onnx = spec_.get("model_file") is not None  # a model outside the registry, written as ONNX
+    if onnx:
+        f.string(spec_["model_file"], "model_file", choices=(ONNX_FILE,))
+        if spec_["arch"] is not None or spec_.get("kwargs"):
+            raise f.fail("arch", "an ONNX export (model_file) has no registered architecture or arguments")
+    else:
+        f.string(spec_["arch"], "arch")
+        try:
+            spec(spec_["arch"])
+        except KeyError as e:
+            raise f.fail("arch", str(e).strip("'\"")) from None
+        _validate_kwargs(f, spec_["arch"], spec_.get("kwargs", {}))
     vocab = spec_.get("vocab")
     if vocab is not None:
         if not isinstance(vocab, list):
@@ -150,7 +157,8 @@ def validate_spec(spec_: Any, file: str | Path) -> dict[str, Any]:
     if thresh is not None and (isinstance(thresh, bool) or not isinstance(thresh, (int, float))
                                or not 0 <= thresh <= 1):
         raise f.fail("thresh", f"expected a probability threshold in [0, 1], got {_kind(thresh)}")
-    _check_sizes(f, spec_)
+    if not onnx:
+        _check_sizes(f, spec_)
     return spec_
 
 

@@ -31,6 +31,7 @@ from .export_spec import EXPORT_FORMAT as EXPORT_FORMAT  # learner/export.py imp
 from .export_spec import EXPORT_VERSION as EXPORT_VERSION
 from .export_spec import ExportError, check_weights_fit, validate_spec
 from .models.registry import get_model, upgrade_kwargs
+from .onnx_program import ONNX_FILE
 from .safe_io import PickleRefusedError, needs_pickle, safe_torch_load
 from .text import rules
 from .text.rules import UNK
@@ -183,10 +184,26 @@ class InferenceLearner:
         return decoded, probs
 
 
+def _onnx_model(file: Path, device: torch.device | str) -> nn.Module:
+    """The ONNX model of an export folder, run by onnxruntime (see `deepfit.onnx_program`)."""
+    from .onnx_program import OnnxFileError, OnnxModule
+
+    if not file.is_file():
+        raise FileNotFoundError(f"{file.parent} is not a complete deepfit export folder: {SPEC_FILE} names "
+                                f"{file.name}, which is missing")
+    try:
+        return OnnxModule(file, device)
+    except OnnxFileError as e:
+        raise ExportError(str(e)) from None
+
+
 def load_learner(path: str | Path, device: torch.device | str = "cpu", allow_pickle: bool = False) -> Any:
     """Rebuild an exported learner for inference, without unpickling anything.
 
-    `path` is a folder written by `learn.export`. A single file that needs pickle to load (a whole object
+    `path` is a folder written by `learn.export`: a registered architecture is rebuilt and its safetensors
+    weights loaded; any other model was written as ONNX and runs with onnxruntime.
+
+    A single file that needs pickle to load (a whole object
     saved with `torch.save`, a fastai `export.pkl`) raises `PickleRefusedError`: unpickling runs whatever
     code the file names. `allow_pickle=True` loads such a file with `torch.load(weights_only=False)` and
     returns the unpickled object; it CAN RUN ARBITRARY CODE, so use it only for files you trust.
@@ -204,13 +221,18 @@ def load_learner(path: str | Path, device: torch.device | str = "cpu", allow_pic
                 path=path, reason=reason)
         return safe_torch_load(path, allow_pickle=allow_pickle)
     spec_file, weights = path / SPEC_FILE, path / WEIGHTS_FILE
-    if not spec_file.is_file() or not weights.is_file():
-        raise FileNotFoundError(f"{path} is not a deepfit export folder: expected {SPEC_FILE} and {WEIGHTS_FILE}")
+    if not spec_file.is_file():
+        raise FileNotFoundError(f"{path} is not a deepfit export folder: expected {SPEC_FILE} and {WEIGHTS_FILE} "
+                                f"(or {ONNX_FILE})")
     try:
         spec = json.loads(spec_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ExportError(f"{spec_file}: not valid JSON ({e})") from None
     spec = validate_spec(spec, spec_file)
+    if spec.get("model_file") is not None:  # a model outside the registry, exported as ONNX
+        return InferenceLearner(_onnx_model(path / spec["model_file"], device), spec, device)
+    if not weights.is_file():
+        raise FileNotFoundError(f"{path} is not a deepfit export folder: expected {SPEC_FILE} and {WEIGHTS_FILE}")
     reason = needs_pickle(weights)
     if reason is not None:
         raise PickleRefusedError(f"refusing to load {weights}: {reason}, not safetensors; unpickling can run "

@@ -1,16 +1,24 @@
 """Export for inference without pickle, and ONNX / TorchScript (the reading side is `deepfit.inference`).
 
-`learn.export(folder)` writes:
+`learn.export(folder)` writes, for a model the registry can rebuild (`deepfit.models.MODELS`):
 
 - `model.safetensors`: the weights (the safetensors format holds tensors only, it cannot carry code);
-- `learner.json`: the architecture's name in the model registry (`deepfit.models.MODELS`) and its
-  constructor arguments (`model.config`, rebuilt by `get_model`), the class names, the text vocabulary
-  and tokenizer settings, the input layout and normalization statistics, the item transforms, and the
-  activation that decodes outputs.
+- `learner.json`: the architecture's name in the model registry and its constructor arguments
+  (`model.config`, rebuilt by `get_model`), the class names, the text vocabulary and tokenizer settings, the
+  input layout and normalization statistics, the item transforms, and the activation that decodes outputs.
 
-`load_learner(folder)` rebuilds the model from the registry and loads the weights: nothing is
-unpickled. A file that needs pickle (a `torch.save` of whole objects, a fastai `export.pkl`) is refused
-with `PickleRefusedError`, unless `allow_pickle=True` is passed for a file you trust.
+Any other model (an `nn.Sequential`, a user module, a registered model whose layers were changed) is written
+as `model.onnx` (graph and weights, checked against PyTorch's outputs when written) beside the same
+`learner.json`, which names it in `model_file`; `load_learner` runs it with onnxruntime. ONNX rather than a
+`torch.export` `.pt2` archive because loading a `.pt2` can unpickle and evaluate code from the file (see
+`deepfit.onnx_program`).
+
+`load_learner(folder)` rebuilds the model from the registry and loads the weights, or opens the ONNX file:
+nothing is unpickled. A file that needs pickle (a `torch.save` of whole objects, a fastai `export.pkl`) is
+refused with `PickleRefusedError`, unless `allow_pickle=True` is passed for a file you trust.
+
+Recurrent language models go to ONNX and TorchScript with their hidden state as explicit inputs and outputs
+(`to_onnx`, `to_torchscript`, `deepfit.models.explicit_state`).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from ..inference import InferenceLearner as InferenceLearner  # old import path
 from ..inference import load_learner as load_learner  # old import path
 from ..models.explicit_state import ExplicitState, has_hidden_state
 from ..models.registry import model_config, rebuild
+from ..onnx_program import ONNX_FILE
 from ..safe_io import atomic_write_text, atomic_write_with
 from .losses import BCEWithLogitsFlat, resolve_activation
 
@@ -151,38 +160,37 @@ def _text_spec(learn: LearnerLike, text_vocab: Any, tokenizer: Any) -> dict | No
 
 # ---------------------------------------------------------------------------------------------- export
 def export_learner(learn: LearnerLike, path: str | Path, arch: str | None = None, text_vocab: Any = None,
-                   tokenizer: Any = None, item_tfms: Sequence | None = None) -> Path:
+                   tokenizer: Any = None, item_tfms: Sequence | None = None, format: str = "auto",
+                   example: Tensor | None = None) -> Path:
     """Write the inference folder `path` (relative paths are under `learn.path`); returns it.
 
     `item_tfms`: the per-image transforms applied before batching (default `dls.item_tfms`, or the image
     dataset's own); `text_vocab`/`tokenizer`: for text models (default `dls.text_vocab`/`dls.tokenizer`).
-    """
-    from safetensors.torch import save_model
 
+    `format`: `"registry"` writes `model.safetensors` and the registered architecture's name and arguments,
+    rebuilt by `get_model` when loaded; `"onnx"` writes the model itself as `model.onnx` (weights included),
+    run by onnxruntime when loaded (see `deepfit.onnx_program`: an ONNX file holds no code); `"auto"` (default)
+    takes the registry when it rebuilds this model with the same parameters, else ONNX, so any model exports
+    (an `nn.Sequential`, a user module, a registered model whose layers were changed). For ONNX, `example` is
+    the input traced (default: two items of the first validation batch); the batch size stays dynamic, and
+    the sequence length too for token ids where the model allows it. Both write `learner.json` last.
+    """
+    if format not in ("auto", "registry", "onnx"):
+        raise ValueError(f"export: format must be 'auto', 'registry' or 'onnx', got {format!r}")
     folder = Path(path)
     if not folder.is_absolute():
         folder = Path(learn.path) / folder
     if not is_main_process():  # in a distributed run only rank 0 writes
         return folder
     model = unwrap_model(learn.model)
-    config = export_config(model, arch)
-    try:
-        rebuilt = rebuild(config)
-    except Exception as e:
-        raise ExportError(f"get_model(**model.config) fails for {config['arch']!r}, so the export could not be "
-                          f"loaded: {e}") from e
-    missing = set(model.state_dict()) ^ set(rebuilt.state_dict())
-    if missing:
-        raise ExportError(f"get_model(**model.config) does not rebuild this {config['arch']!r} model: parameters "
-                          f"differ ({sorted(missing)[:5]})")
-    name = config.pop("arch")
-    kwargs = config
+    config = _registry_config(model, arch, strict=format == "registry" or arch is not None) \
+        if format != "onnx" else None
     vocab = getattr(learn.dls, "vocab", None)
     spec = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
-        "arch": name,
-        "kwargs": kwargs,
+        "arch": config.pop("arch") if config is not None else None,
+        "kwargs": config if config is not None else {},
         "vocab": _json_ready(list(vocab), "dls.vocab") if vocab is not None else None,
         "input": _input_spec(learn, item_tfms),
         "text": _text_spec(learn, text_vocab, tokenizer),
@@ -191,10 +199,85 @@ def export_learner(learn: LearnerLike, path: str | Path, arch: str | None = None
         "loss": type(learn.loss_func).__name__,
     }
     folder.mkdir(parents=True, exist_ok=True)
-    # safetensors creates its files 0600: atomic_write_with gives them the umask's permissions like every other
-    atomic_write_with(folder / WEIGHTS_FILE, lambda tmp: save_model(model, str(tmp)))
+    if config is not None:
+        from safetensors.torch import save_model
+
+        # safetensors creates its files 0600: atomic_write_with gives them the umask's permissions like every other
+        atomic_write_with(folder / WEIGHTS_FILE, lambda tmp: save_model(model, str(tmp)))
+        stale = folder / ONNX_FILE
+    else:
+        del spec["kwargs"]
+        spec["model_file"] = ONNX_FILE
+        _write_onnx_program(learn, model, folder / ONNX_FILE, example)
+        stale = folder / WEIGHTS_FILE
     atomic_write_text(json.dumps(spec, indent=1, ensure_ascii=False), folder / SPEC_FILE)
+    stale.unlink(missing_ok=True)  # the other format's model file, from an earlier export to this folder
     return folder
+
+
+def _registry_config(model: nn.Module, arch: str | None, strict: bool) -> dict[str, Any] | None:
+    """The registry config that rebuilds `model` (same parameter names and shapes); `None` when there is none,
+    or `ExportError` saying why when `strict`."""
+    try:
+        config = export_config(model, arch)
+    except ExportError:
+        if strict:
+            raise
+        return None
+    try:
+        rebuilt = rebuild(config)
+    except Exception as e:
+        if not strict:
+            return None
+        raise ExportError(f"get_model(**model.config) fails for {config['arch']!r}, so the export could not be "
+                          f"loaded: {e}") from e
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
+    if ours != theirs:
+        if not strict:
+            return None
+        differ = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+        raise ExportError(f"get_model(**model.config) does not rebuild this {config['arch']!r} model: parameters "
+                          f"differ ({differ[:5]})")
+    return config
+
+
+def _write_onnx_program(learn: LearnerLike, model: nn.Module, dest: Path, example: Tensor | None) -> None:
+    """Export `model` to ONNX at `dest` (atomically), after checking onnxruntime's outputs against PyTorch's."""
+    x = example_input(learn, example)
+    if has_hidden_state(model):
+        raise ExportError(f"{type(model).__name__} carries a hidden state between calls: export it with the "
+                          "registry (format='registry') or to_onnx")
+    model.eval()
+    batch = torch.export.Dim("batch", min=1)
+    shapes = {0: batch, **({1: torch.export.Dim.AUTO} if x.ndim == 2 and not x.is_floating_point() else {})}
+    program = _dynamo_onnx(model, (x,), {"input_names": ["input"], "output_names": ["output"],
+                                         "dynamic_shapes": (shapes,)})
+
+    def write(tmp: Path) -> None:
+        program.save(str(tmp), external_data=False)
+        _check_onnx_matches(tmp, model, x, dest.name)
+
+    atomic_write_with(dest, write)
+
+
+def _check_onnx_matches(path: Path, model: nn.Module, x: Tensor, name: str) -> None:
+    from ..onnx_program import OnnxModule
+
+    onnx_model = OnnxModule(path)
+    for xb in (x, x[:1]):  # the example and one item: the batch size is dynamic
+        with torch.no_grad():
+            want = model(xb)
+        got = onnx_model(xb)
+        want = want if isinstance(want, (tuple, list)) else (want,)
+        got = got if isinstance(got, tuple) else (got,)
+        for w, g in zip(want, got):
+            w = w.detach().float().cpu()
+            if w.shape != g.shape or not torch.allclose(g.float(), w, atol=1e-4, rtol=1e-3):
+                diff = (g.float() - w).abs().max().item() if w.shape == g.shape else f"shape {tuple(g.shape)}"
+                raise ExportError(f"the ONNX export of {type(model).__name__} ({name}) does not reproduce the model "
+                                  f"on the example (onnxruntime vs PyTorch: {diff}); the model may use operations "
+                                  "ONNX cannot express")
 
 
 # ---------------------------------------------------------------------------------------------- ONNX, TorchScript
@@ -313,6 +396,7 @@ def to_torchscript(learn: LearnerLike, path: str | Path, example: Tensor | None 
     module, args, _ = _exportable(unwrap_model(learn.model), x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks inside nn.LSTM and F.embedding
         with torch.no_grad():
             traced = torch.jit.trace(module, args)
         torch.jit.save(traced, str(path))

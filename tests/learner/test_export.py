@@ -21,6 +21,7 @@ from deepfit.learner.callbacks import ProgressCallback
 from deepfit.learner.checkpoint import PickleRefusedError
 from deepfit.learner.export import SPEC_FILE, WEIGHTS_FILE, ExportError
 from deepfit.models import SimpleCNN, get_model
+from deepfit.onnx_program import ONNX_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -140,12 +141,107 @@ def test_allow_pickle_loads_trusted_file(tmp_path):
     assert isinstance(loaded, SimpleCNN)
 
 
-def test_unregistered_model_is_refused(tmp_path):
+class TwoPaths(nn.Module):
+    """A user module outside the registry: two branches, an elementwise gate, a residual sum."""
+
+    def __init__(self, n_in: int = 144, n_out: int = 3):
+        super().__init__()
+        self.a, self.b, self.head = nn.Linear(n_in, 16), nn.Linear(n_in, 16), nn.Linear(16, n_out)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        h = torch.relu(self.a(x)) * torch.sigmoid(self.b(x))
+        return self.head(h + torch.where(h > 0.1, h, torch.zeros_like(h)))
+
+
+def image_learner(tmp_path, model) -> Learner:
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (40, 1, 12, 12), dtype=torch.uint8)
+    y = torch.randint(0, 3, (40,))
+    dl = lambda: TensorLoader(x, y, bs=8, device="cpu", mean=[0.5], std=[0.25])
+    dls = DataLoaders(dl(), dl(), device="cpu")
+    dls.vocab = ["a", "b", "c"]
+    learn = Learner(model, dls, path=tmp_path)
+    learn.remove_cb(ProgressCallback)
+    learn.fit(1, lr=1e-3)
+    return learn
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 3)),
+    TwoPaths,
+], ids=["sequential", "user_module"])
+def test_unregistered_models_export_as_onnx_and_predict_like_the_learner(tmp_path, make):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    learn = image_learner(tmp_path, make())
+    folder = learn.export("exp")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([SPEC_FILE, ONNX_FILE])
+    spec = json.loads((folder / SPEC_FILE).read_text())
+    assert spec["arch"] is None and spec["model_file"] == ONNX_FILE and "kwargs" not in spec
+    assert (folder / ONNX_FILE).read_bytes()[:2] != b"\x80\x04"  # protobuf, not a pickle
+    inf = load_learner(folder)
+    items = learn.dls.valid.x[:5]
+    for item in items:
+        decoded, idx, probs = learn.predict(item)
+        got = inf.predict(item)
+        assert got[0] == decoded and got[1] == idx and torch.allclose(got[2], probs, atol=1e-5)
+    _, probs = inf.predict_batch(items, bs=5)  # a batch size the export was not traced with
+    assert probs.shape == (5, 3) and torch.allclose(probs.sum(1), torch.ones(5), atol=1e-5)
+
+
+def test_token_model_outside_the_registry_keeps_the_sequence_length_dynamic(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+
+    class MeanEmbedding(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.out = nn.Embedding(20, 6), nn.Linear(6, 2)
+
+        def forward(self, ids):
+            return self.out(self.emb(ids).mean(1))
+
+    torch.manual_seed(0)
+    x, y = torch.randint(0, 20, (16, 7)), torch.randint(0, 2, (16,))
+    dl = TensorLoader(x, y, bs=4, device="cpu")
+    learn = Learner(MeanEmbedding(), DataLoaders(dl, dl, device="cpu"), path=tmp_path)
+    inf = load_learner(learn.export("exp"))
+    ids = torch.randint(0, 20, (3, 11))  # longer than the traced example
+    learn.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(inf.model(ids), learn.model(ids), atol=1e-5)
+
+
+def test_formats_registry_and_onnx(trained, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
     dls = DataLoaders(TensorLoader(torch.randn(8, 3), torch.zeros(8, dtype=torch.long), bs=4, device="cpu"),
                       device="cpu")
     learn = Learner(nn.Linear(3, 2), dls, path=tmp_path)
     with pytest.raises(ExportError, match="not registered in deepfit.models.MODELS"):
-        learn.export("x")
+        learn.export("x", format="registry")
+    # a registered model whose head was changed: the registry cannot rebuild it, ONNX can
+    model = SimpleCNN(c_in=1, n_out=10, width=8, hidden=32)
+    model.load_state_dict(trained.model.state_dict())
+    last = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    parent = model.get_submodule(last.rpartition(".")[0]) if "." in last else model
+    setattr(parent, last.rpartition(".")[2], nn.Linear(32, 4))
+    changed = Learner(model, trained.dls, path=tmp_path)
+    with pytest.raises(ExportError, match="parameters differ"):
+        changed.export("y", format="registry")
+    folder = changed.export("y")
+    assert (folder / ONNX_FILE).is_file() and not (folder / WEIGHTS_FILE).exists()
+    # exporting a registered model to the same folder switches back and removes the stale ONNX file
+    trained.export(folder)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([SPEC_FILE, WEIGHTS_FILE])
+    onnx_folder = trained.export(tmp_path / "z", format="onnx")
+    inf = load_learner(onnx_folder)
+    xb, _ = next(iter(trained.dls.valid))
+    trained.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(inf.model(xb), trained.model(xb), atol=1e-4)
 
 
 def test_bad_export_folders(tmp_path):
@@ -182,6 +278,26 @@ def test_text_export_predicts_from_text(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_recurrent_lm_torchscript_takes_and_returns_the_state(tmp_path):
+    from deepfit.models.explicit_state import ExplicitState
+
+    torch.manual_seed(0)
+    model = get_model("awd_lstm_lm", vocab_sz=30, emb_sz=12, n_hid=16, n_layers=2)
+    x = torch.randint(0, 30, (8, 5))
+    dl = TensorLoader(x, x, bs=2, device="cpu")
+    learn = Learner(model, DataLoaders(dl, dl, device="cpu"), path=tmp_path)
+    ts = torch.jit.load(str(learn.to_torchscript(tmp_path / "lm.ts")))
+    wrapper = ExplicitState(model)
+    model.eval().reset()
+    x1, x2 = torch.randint(0, 30, (3, 9)), torch.randint(0, 30, (3, 9))  # another batch size and length
+    with torch.no_grad():
+        ref1, ref2 = model(x1), model(x2)
+        out1, *state = ts(x1, *wrapper.initial_state(3))
+        out2, *state = ts(x2, *state)
+    assert len(state) == 4 and state[0].shape == (1, 3, 16) and state[3].shape == (1, 3, 12)
+    assert torch.allclose(out1, ref1, atol=1e-5) and torch.allclose(out2, ref2, atol=1e-5)
+
+
 def test_torchscript_matches(trained, tmp_path):
     path = trained.to_torchscript(tmp_path / "model.ts")
     ts = torch.jit.load(str(path))

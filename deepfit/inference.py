@@ -32,6 +32,7 @@ from .export_spec import EXPORT_VERSION as EXPORT_VERSION
 from .export_spec import ExportError, check_weights_fit, validate_spec
 from .models.registry import get_model, upgrade_kwargs
 from .onnx_program import ONNX_FILE
+from .probabilities import as_distribution
 from .safe_io import PickleRefusedError, needs_pickle, safe_torch_load
 from .text import rules
 from .text.rules import UNK
@@ -145,6 +146,10 @@ class InferenceLearner:
         out = self.model(xb)
         if isinstance(out, (tuple, list)):
             out = out[0]
+        if self.spec.get("activation") != "sigmoid":  # a model ending in softmax/log_softmax: no second softmax
+            dist = as_distribution(out)
+            if dist is not None:
+                return dist
         return self.activation(out) if self.activation is not None else out
 
     def predict(self, item: Any) -> tuple[Any, int | Tensor, Tensor]:

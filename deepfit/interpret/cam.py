@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..probabilities import as_distribution
 from .hooks import Hooks
 from .images import class_name, denormalize, to_numpy_image
 
@@ -180,11 +181,9 @@ def grad_cam(learn, image: Tensor, target: int | None = None, layer: nn.Module |
 
 
 def _title(kind: str, learn, out: Tensor, target: int) -> str:
-    scores = out[0].float()
-    # softmax turns logits and log-probabilities (a log_softmax head) alike into probabilities; outputs
-    # that already are probabilities (a softmax head) are shown as they are
-    is_probs = bool((scores >= 0).all()) and abs(float(scores.sum()) - 1) < 1e-3
-    probs = scores if is_probs else torch.softmax(scores, -1)
+    # outputs that already are (log-)probabilities (a softmax / log_softmax head) get no second softmax
+    dist = as_distribution(out[:1])
+    probs = dist[0] if dist is not None else torch.softmax(out[0].float(), -1)
     name = class_name(getattr(learn.dls, "vocab", None), target)
     return f"{kind}: {name} (p={float(probs[target]):.2f})"
 

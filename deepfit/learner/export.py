@@ -76,7 +76,7 @@ def _json_ready(obj: Any, where: str) -> Any:
 def _activation_name(loss_func: Any) -> str | None:
     if isinstance(loss_func, (nn.BCEWithLogitsLoss, BCEWithLogitsFlat)):
         return "sigmoid"
-    if isinstance(loss_func, nn.NLLLoss):
+    if isinstance(loss_func, nn.NLLLoss) or loss_func is torch.nn.functional.nll_loss:
         return "exp"
     if resolve_activation(loss_func) is None:
         return None

@@ -3,7 +3,7 @@
 The activation comes from the loss (`losses.resolve_activation`): softmax for cross-entropy, sigmoid for
 `BCEWithLogitsLoss`/`BCEWithLogitsFlat`, `exp` for `NLLLoss` (whose model ends in `log_softmax`, as every
 lesson-7 model and the cookbook's network do). Whatever the loss says, a single-label model whose outputs
-already are a distribution over the classes needs no second one:
+already are a distribution over the classes needs no second one (`deepfit.probabilities`):
 
 - outputs that are non-negative and sum to one over the last dimension (a model ending in `softmax`) are
   returned as they are;
@@ -19,35 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
+from ..probabilities import as_distribution
 from .losses import BCEWithLogitsFlat, resolve_activation
 
 PER_LABEL_LOSSES: tuple[type, ...] = (nn.BCEWithLogitsLoss, nn.BCELoss, nn.MultiLabelSoftMarginLoss, BCEWithLogitsFlat)
-ATOL = 1e-3  # tolerance on a row's sum (outputs in float16/bfloat16 round more than float32)
-
-
-def _is_distribution_shaped(x: Any) -> bool:
-    return isinstance(x, Tensor) and x.is_floating_point() and x.ndim >= 2 and x.shape[-1] >= 2 and x.numel() > 0
-
-
-def is_probabilities(x: Tensor) -> bool:
-    """Whether every row of `x` (over the last dimension) is a probability distribution: `>= 0`, summing to one."""
-    if not _is_distribution_shaped(x):
-        return False
-    x = x.detach().float()
-    return bool(torch.isfinite(x).all() and (x >= 0).all() and ((x.sum(-1) - 1).abs() <= ATOL).all())
-
-
-def is_log_probabilities(x: Tensor) -> bool:
-    """Whether every row of `x` is the logarithm of a distribution (`log_softmax` output): `exp(x)` sums to one."""
-    if not _is_distribution_shaped(x):
-        return False
-    x = x.detach().float()
-    if bool((x > ATOL).any()) or bool(torch.isnan(x).any()):
-        return False
-    return bool(((torch.logsumexp(x, dim=-1).exp() - 1).abs() <= ATOL).all())
 
 
 def is_per_label(loss_func: Any) -> bool:
@@ -68,10 +45,9 @@ def to_probs(out: Tensor, loss_func: Any, act: Callable[[Tensor], Tensor] | str 
     if act != "auto":
         raise ValueError(f"act must be 'auto', None or a function, got {act!r}")
     if not is_per_label(loss_func):
-        if is_probabilities(out):
-            return out.float()
-        if is_log_probabilities(out):
-            return out.float().exp()
+        dist = as_distribution(out)
+        if dist is not None:
+            return dist
     activation = resolve_activation(loss_func)
     return activation(out) if activation is not None else out
 

@@ -264,3 +264,18 @@ def test_model_ending_in_softmax_gets_no_second_softmax(tiny_dls):
     assert torch.allclose(learn.predict(tiny_dls.valid.x[0])[2], raw[0])
     logits = Learner(nn.Linear(4, 3), tiny_dls, default_cbs=False)
     assert torch.allclose(logits.get_preds()[0], logits.get_preds(act=None)[0].softmax(1))
+
+
+@pytest.mark.parametrize("head, activation", [(nn.Softmax(dim=1), "softmax"), (nn.LogSoftmax(dim=1), "exp"),
+                                              (nn.LogSoftmax(dim=1), "softmax"), (nn.LogSoftmax(dim=1), None)])
+def test_load_learner_predict_gives_no_second_softmax(head, activation):
+    from deepfit.inference import InferenceLearner
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), head)
+    inf = InferenceLearner(model, {"activation": activation, "vocab": ["a", "b", "c"]})
+    x = torch.randn(4)
+    label, idx, probs = inf.predict(x)
+    expected = model(x[None])[0].detach()
+    expected = expected.exp() if isinstance(head, nn.LogSoftmax) else expected
+    assert torch.allclose(probs, expected, atol=1e-6) and label == "abc"[idx] and idx == int(expected.argmax())

@@ -74,6 +74,7 @@ class DivergenceWarning(Callback):
         if ratio <= 1:
             raise ValueError(f"DivergenceWarning: ratio must be > 1, got {ratio}")
         self.ratio = ratio
+        self.before_fit()  # `validate()` outside `fit` runs batches too
 
     def before_fit(self) -> None:
         self.best = math.inf

@@ -190,6 +190,7 @@ def test_divergence_warning_fires_on_a_blown_up_rate_and_not_on_a_sane_one(tmp_p
     trained_lm(tmp_path, vocab)
     clas = classifier(tmp_path, vocab, n=64)
     assert any(isinstance(c, DivergenceWarning) for c in clas.cbs)
+    assert math.isfinite(clas.validate()[0])  # validation outside fit runs its batch hook too
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         clas.fit_one_cycle(2, 1e-3)

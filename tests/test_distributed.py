@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -104,6 +105,64 @@ def test_exception_on_one_rank_stops_both_with_message(tmp_path):
     assert proc.returncode != 0
     assert "rank 1 failed on purpose" in proc.stdout + proc.stderr
     assert not (tmp_path / "weights_fail.pt").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def two_node_run(tmp_path: Path, rendezvous: str) -> list[tuple[int, str]]:
+    """Two torchrun agents, `--nnodes=2 --nproc_per_node=1`, as on two machines (each with its own output
+    folder `node<N>`): `(exit status, output)` of each agent."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SCRIPT.parents[2])}
+    port = free_port()
+    procs = []
+    for node in (0, 1):
+        if rendezvous == "static":
+            where = [f"--node_rank={node}", "--master_addr=127.0.0.1", f"--master_port={port}"]
+        else:
+            where = ["--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=deepfit-test"]
+        out = tmp_path / f"node{node}"
+        out.mkdir()
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", *where,
+               str(SCRIPT), str(out), "train", "8"]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                      cwd=out))
+    results = []
+    for p in procs:
+        try:
+            output, _ = p.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
+        results.append((p.returncode, output))
+    return results
+
+
+@pytest.mark.parametrize("rendezvous", ["static", "c10d"])
+def test_two_nodes_exit_cleanly_with_the_same_weights_on_both_ranks(tmp_path, rendezvous):
+    """deepfit destroys the process group it created at exit (after a barrier): without that, rank 0 aborted
+    (`terminate called without an active exception`) and node 0's agent exited 1."""
+    results = two_node_run(tmp_path, rendezvous)
+    for node, (rc, output) in enumerate(results):
+        assert rc == 0, f"node {node} exited {rc}:\n{output[-3000:]}"
+        assert "terminate called" not in output and "SIGABRT" not in output
+        assert "process group still initialized at exit: False" in output  # deepfit destroyed the group it made
+    files = sorted(tmp_path.glob("node*/weights_rank*_train.pt"))
+    assert sorted(p.name for p in files) == ["weights_rank0_train.pt", "weights_rank1_train.pt"]
+    ranks = [torch.load(p, weights_only=True) for p in files]
+    for name, value in ranks[0].items():
+        assert torch.equal(value, ranks[1][name]), name
+    # the same model as one process with the batch of both ranks, and trained with world size 2
+    learn = single_process_learner(16, tmp_path / "single")
+    learn.fit(2)
+    for name, value in learn.model.state_dict().items():
+        assert torch.allclose(value, ranks[0][name], atol=1e-5), name
+    figures = json.loads(next(tmp_path.glob("node*/figures_train.json")).read_text())
+    assert figures["world"] == 2
 
 
 def test_tensor_loader_shards_disjoint_and_cover_the_epoch():

@@ -3,11 +3,12 @@
     python tests/helpers/ddp_train.py OUT_DIR MODE BS
 MODE: 'train' (fit 2 epochs with checkpoints and a CSV log, then rank 0 saves weights, figures and an
 export), 'first' (fit 1 epoch, checkpointing), 'resume' (fit 2 epochs resuming from the last checkpoint)
-or 'fail' (rank 1 raises).
+or 'fail' (rank 1 raises). Except in 'fail', every rank also saves its weights as weights_rank<R>_<MODE>.pt.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import sys
 from pathlib import Path
@@ -44,8 +45,16 @@ class FailOnRank1(Callback):
             raise RuntimeError("rank 1 failed on purpose")
 
 
+def report_group_at_exit() -> None:
+    """Registered before `fit`, so it runs after deepfit's own exit handler (atexit runs last-in, first-out)."""
+    import torch.distributed as dist
+
+    print(f"process group still initialized at exit: {dist.is_initialized()}", flush=True)
+
+
 def main() -> None:
     out, mode, bs = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    atexit.register(report_group_at_exit)
     dls = make_data(bs)
     cbs = [FailOnRank1()] if mode == "fail" else [CheckpointCallback(every="epoch", keep_last=1),
                                                    CSVLogger("history.csv", append=mode == "resume")]
@@ -55,6 +64,9 @@ def main() -> None:
         learn.fit(1)
     else:
         learn.fit(2, resume="last" if mode == "resume" else None)
+    if mode != "fail":  # every rank's weights, to check that all ranks end with the same model
+        torch.save({k: v.detach().cpu() for k, v in learn.model.state_dict().items()},
+                   out / f"weights_rank{distributed.rank()}_{mode}.pt")
     if distributed.is_main_process():
         torch.save({k: v.detach().cpu() for k, v in learn.model.state_dict().items()}, out / f"weights_{mode}.pt")
         (out / f"figures_{mode}.json").write_text(json.dumps({"values": learn.recorder.values,

@@ -64,19 +64,12 @@ def tta(learn: LearnerLike, dl=None, n: int = 4, tfms: Sequence[Callable[[Tensor
     `NLLLoss`/`log_softmax` model, nothing more for a model ending in `softmax`), then the probabilities
     are averaged, never the log-probabilities or logits.
 
-    Each pass is turned into probabilities first (`act='auto'`, as `Learner.get_preds`: `exp` for an
-    `NLLLoss`/`log_softmax` model, nothing more for a model ending in `softmax`), then the probabilities
-    are averaged, never the log-probabilities or logits.
-
     `tfms` are batch transforms applied to the (normalized) inputs (default: the training loader's
     label-preserving augmentations; see the module docstring); random ones are re-seeded for each
     pass from `seed`, so the result is reproducible and the originals' random streams are untouched.
     """
     if n < 0:
         raise ValueError(f"tta: n must be >= 0, got {n}")
-    if act is None:  # averaging log-probabilities (a log_softmax model) or logits is not averaging predictions
-        raise ValueError("tta: the passes are averaged as probabilities, and act=None would average raw outputs; "
-                         "use act='auto' (see Learner.get_preds) or a function giving probabilities")
     if act is None:  # averaging log-probabilities (a log_softmax model) or logits is not averaging predictions
         raise ValueError("tta: the passes are averaged as probabilities, and act=None would average raw outputs; "
                          "use act='auto' (see Learner.get_preds) or a function giving probabilities")

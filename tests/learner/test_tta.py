@@ -164,24 +164,3 @@ def test_tta_averages_probabilities_of_a_log_softmax_model():
     assert torch.allclose(probs.sum(1), torch.ones(len(probs)), atol=1e-5)
     with pytest.raises(ValueError, match="averaged as probabilities"):
         learn.tta(n=1, act=None)
-
-
-def test_tta_averages_probabilities_of_a_log_softmax_model():
-    """A notes-style model ending in log_softmax, trained with NLLLoss: tta averages exp(log-probabilities)."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(32, 1, 6, 6, generator=g)
-    y = (x[..., :3].mean((1, 2, 3)) > x[..., 3:].mean((1, 2, 3))).long()  # left half brighter: flips change it
-    dls = DataLoaders(TensorLoader(x, y, bs=8, device="cpu"), TensorLoader(x, y, bs=8, device="cpu"), device="cpu")
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 2), torch.nn.LogSoftmax(dim=1))
-    learn = Learner(model, dls, loss_func=torch.nn.NLLLoss())
-    learn.remove_cb(ProgressCallback)
-    learn.fit(2, lr=1e-1)
-    plain_logp, _ = learn.get_preds(act=None)
-    flip_logp, _ = learn.get_preds(act=None, cbs=[AugmentBatch([Flip(p=1.0)])])
-    probs, _ = learn.tta(n=1, tfms=[Flip(p=1.0)])
-    assert torch.allclose(probs, (plain_logp.exp() + flip_logp.exp()) / 2, atol=1e-6)
-    assert not torch.allclose(probs, ((plain_logp + flip_logp) / 2).exp(), atol=1e-3)
-    assert torch.allclose(probs.sum(1), torch.ones(len(probs)), atol=1e-5)
-    with pytest.raises(ValueError, match="averaged as probabilities"):
-        learn.tta(n=1, act=None)

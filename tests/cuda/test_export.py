@@ -31,7 +31,13 @@ def test_export_on_gpu_loads_on_cpu(device, tmp_path, kind):
     items = dls.valid.x[:16]  # raw uint8 images
     _, probs = inf.predict_batch(items)
     learn.model.eval()
-    with torch.no_grad():
-        ref = torch.softmax(learn.model(dls.valid.x[:16].to(device).float().div(255).sub(0.3).div(0.25)).float(), -1)
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # a float32 reference
+    try:
+        with torch.no_grad():
+            x = dls.valid.x[:16].to(device).float().div(255).sub(0.3).div(0.25)
+            ref = torch.softmax(learn.model(x).float(), -1)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     assert probs.device.type == "cpu"
     assert torch.allclose(probs, ref.cpu(), atol=1e-3), (probs - ref.cpu()).abs().max()

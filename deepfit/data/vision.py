@@ -51,6 +51,9 @@ from .files import read_image_file
 from .multilabel import MultiCategoryProcessor, split_labels
 from .transforms import IMAGENET_STATS, ItemTransform, apply_item_tfms, compute_stats
 
+# images decoded up front (in_memory, statistics) use the workers from this many on: fewer decode faster than
+# worker processes start
+WORKERS_FROM = 500
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
@@ -317,11 +320,8 @@ class ImageLoader:
     def _cached(self, batches: list[list[int]]) -> Iterator[tuple[Tensor, Tensor]]:
         rows_all = self.cache.array()  # type: ignore[union-attr]
         for idx in batches:
-            rows = np.asarray(idx, dtype=np.int64)
-            order = np.argsort(rows, kind="stable")  # read the file forwards, then put the rows back in order
-            x = np.empty((len(rows), *rows_all.shape[1:]), dtype=np.uint8)
-            x[order] = rows_all[rows[order]]
-            xb, yb = torch.from_numpy(x), self.dataset.labels[idx]
+            xb = torch.from_numpy(np.take(rows_all, np.asarray(idx, dtype=np.int64), axis=0))
+            yb = self.dataset.labels[idx]
             if self.pins_memory:
                 xb, yb = xb.pin_memory(), yb.pin_memory()
             yield xb, yb
@@ -446,7 +446,7 @@ class ImageDataLoaders:
             num_workers: processes that decode and item-transform the images (0: this process); default
                 `default_num_workers()`, the CPUs available to this process less one, at most 8. They
                 stream the folder every epoch (kept between epochs), or decode it once for `in_memory`
-                (folders of 1,000 images or more).
+                (folders of `WORKERS_FROM` = 500 images or more).
             in_memory: `True` decodes every image once into a uint8 tensor (random item transforms then
                 use their validation form); `False` streams the files, decoded by the workers each epoch;
                 `'auto'` loads into memory when the decoded images take at most `max_memory` bytes.
@@ -522,7 +522,7 @@ class ImageDataLoaders:
 
         if in_memory:
             all_ds = dataset(used, False)
-            x, y = _load_all(all_ds, num_workers if len(used) >= 1000 else 0, decoded_cache(all_ds)), y[used]
+            x, y = _load_all(all_ds, num_workers if len(used) >= WORKERS_FROM else 0, decoded_cache(all_ds)), y[used]
             n_train = len(train_idx)
             sample = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))[:5000]
             mean, std = _resolve_stats(stats, lambda: compute_stats(x[sample]))
@@ -542,7 +542,7 @@ class ImageDataLoaders:
             def compute():
                 sample = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(seed))[:512]
                 probe = dataset([train_idx[i] for i in sample.tolist()], False)
-                return compute_stats(torch.stack([probe.image(i) for i in range(len(probe))]))
+                return compute_stats(_load_all(probe, num_workers if len(probe) >= WORKERS_FROM else 0))
 
             mean, std = _resolve_stats(stats, compute)
             tell_stats(batch_tfms, mean, std)

@@ -217,3 +217,16 @@ def test_train_vision_streams_a_folder_with_workers_and_the_cache(noisy_folder: 
     assert '"workers": 1' in config and '"cache": true' in config
     assert main(["train-vision", str(noisy_folder), "--workers", "-1"]) == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def test_in_memory_folder_and_statistics_decoded_by_workers_equal_in_process(noisy_folder: Path, monkeypatch):
+    from deepfit.data import vision
+
+    monkeypatch.setattr(vision, "WORKERS_FROM", 4)  # decode these few images with the workers too
+    kw = dict(valid_pct=0.25, seed=2, bs=4, device="cpu", item_tfms=[Resize(9)])
+    serial = ImageDataLoaders.from_folder(noisy_folder, num_workers=0, in_memory=True, **kw)
+    parallel = ImageDataLoaders.from_folder(noisy_folder, num_workers=2, in_memory=True, **kw)
+    assert serial.train.x.shape == (13, 3, 9, 9) and torch.equal(serial.train.x, parallel.train.x)
+    streamed = [ImageDataLoaders.from_folder(noisy_folder, num_workers=w, in_memory=False, **kw) for w in (0, 2)]
+    assert torch.equal(streamed[0].train.mean, streamed[1].train.mean)
+    assert torch.allclose(streamed[0].train.mean, serial.train.mean, atol=0.02)  # a sample vs all the images

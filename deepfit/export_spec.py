@@ -153,10 +153,6 @@ def validate_spec(spec_: Any, file: str | Path) -> dict[str, Any]:
                                  or not math.isfinite(thresh)):
         raise f.fail("thresh", f"expected a number, got {_kind(thresh)}")
     f.string(spec_.get("loss"), "loss", optional=True)
-    thresh = spec_.get("thresh")
-    if thresh is not None and (isinstance(thresh, bool) or not isinstance(thresh, (int, float))
-                               or not 0 <= thresh <= 1):
-        raise f.fail("thresh", f"expected a probability threshold in [0, 1], got {_kind(thresh)}")
     if not onnx:
         _check_sizes(f, spec_)
     return spec_

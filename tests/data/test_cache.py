@@ -16,6 +16,10 @@ from deepfit.data import cache as cache_mod
 from deepfit.data.cache import CACHE_FOLDER, CacheError, DecodedCache, cache_folder, cache_key
 from deepfit.data.transforms import Flip, RandomResizedCrop, Resize
 from deepfit.data.vision import ImageDataLoaders, ImageDataset
+from deepfit.learner import Learner, accuracy
+from deepfit.learner.callbacks import ProgressCallback
+from tests.helpers.data import requires_fmnist
+from tests.helpers.vision import tiny_cnn, write_fmnist_folder
 
 
 def write_jpg(path: Path, seed: int, size=(20, 24)) -> Path:
@@ -216,3 +220,18 @@ def test_in_memory_loading_fills_and_reuses_the_cache(folder: Path, monkeypatch)
     monkeypatch.setattr(ImageDataset, "pixels", lambda *a, **k: (_ for _ in ()).throw(AssertionError("decoded")))
     again = build(folder, in_memory=True)
     assert torch.equal(again.train.x, first.train.x)
+
+
+@requires_fmnist
+def test_streaming_with_workers_and_the_cache_trains_on_real_images(tmp_path: Path):
+    """Real Fashion-MNIST PNGs streamed by a worker: the first epoch writes the cache, later ones read it."""
+    root = write_fmnist_folder(tmp_path / "fmnist", n_train=100, n_valid=30, seed=0)
+    dls = ImageDataLoaders.from_folder(root, bs=50, device="cpu", seed=0, in_memory=False, num_workers=1, cache=True)
+    torch.manual_seed(0)
+    learn = Learner(tiny_cnn(1, dls.c, width=16), dls, metrics=accuracy)
+    learn.remove_cb(ProgressCallback)
+    learn.fit_one_cycle(3, 2e-2)
+    assert dls.train.cache.complete and dls.valid.cache.complete
+    losses = [row[0] for row in learn.recorder.values]
+    acc = learn.recorder.values[-1][-1]
+    assert losses[-1] < losses[0] and acc >= 0.6, f"losses {losses}, accuracy {acc:.3f}"

@@ -4,7 +4,8 @@ from .._lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".callbacks": [
-        "CSVLogger", "CutMix", "DeviceCallback", "EarlyStopping", "GatherPreds", "GradientAccumulation",
+        "CSVLogger", "CutMix", "DebugCallback", "DeviceCallback", "EarlyStopping", "GatherPreds",
+        "GradientAccumulation",
         "GradientClip", "LRFindResult", "LRFinder", "MixUp", "MixedPrecision", "ParamScheduler", "ProgressCallback",
         "Recorder", "ReduceLROnPlateau", "SaveAtCycleEnd", "SaveBestModel", "TensorBoardCallback", "TerminateOnNaN",
         "TrainEvalCallback",
@@ -22,9 +23,10 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
         "AvgLoss", "AvgMetric", "Metric", "Perplexity", "accuracy", "accuracy_multi", "error_rate", "f1_multi",
         "fbeta_multi", "top_k_accuracy",
     ],
-    ".vision": ["vision_learner"],
+    ".vision": ["cnn_learner", "vision_learner"],
     ".freeze": ["BnFreeze"],
-    ".optim": ["Adam", "SGD", "SGDW"],
+    ".optim": ["Adam", "SGD", "SGDW", "children_splitter"],
+    ".probs": ["to_probs"],
     ".schedules": ["SchedCos", "SchedExp", "SchedLin", "SchedNo", "combine_scheds"],
     ".losses": ["BCEWithLogitsFlat", "LabelSmoothingCrossEntropy", "NoneReduce", "resolve_activation"],
     ".distributed": ["DistributedCallback", "distrib_ctx"],

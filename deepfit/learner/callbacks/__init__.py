@@ -5,6 +5,7 @@ from ..._lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".core": ["DeviceCallback", "GatherPreds", "TrainEvalCallback", "loss_per_item"],
     ".csv_logger": ["CSVLogger"],
+    ".debug": ["DebugCallback"],
     ".lr_finder": ["LRFindResult", "LRFinder", "lr_find"],
     ".progress": ["ProgressCallback"],
     ".recorder": ["Recorder"],

@@ -12,19 +12,20 @@ barrier. The default here (`choose_threads()`) is, in order of precedence:
 `set_threads(None)` applies that default; `set_threads(n)` applies `n`. Both return a `ThreadChoice`
 saying how many threads and why, for logs and run configs (`choice.as_dict()`).
 
-On a machine shared with other busy processes fewer threads than cores can be faster (threads that
-wait for a busy core stall the others); that is not detectable reliably, so it stays the user's
-call (`--threads 1`, `DEEPFIT_THREADS=1`).
+On a machine shared with other busy processes, OpenMP's default of spinning while it waits for the
+other threads burns the time slices the busy cores have left: on a loaded 2-core machine two
+threads ran 3× slower than one. `OMP_WAIT_POLICY=PASSIVE` (waiting threads sleep) removes most of
+that; it must be in the environment before torch is first imported, which `prefer_passive_wait()`
+does for a program that calls it first (the command line does), unless the user chose a policy.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import torch
 
 ENV_VARS = ("DEEPFIT_THREADS", "OMP_NUM_THREADS")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -148,8 +149,24 @@ def default_threads() -> int:
     return choose_threads().threads
 
 
+def prefer_passive_wait() -> bool:
+    """Make OpenMP threads sleep rather than spin while they wait (`OMP_WAIT_POLICY=PASSIVE`).
+
+    Only possible before torch is imported (its OpenMP runtime reads the variable once); a policy the
+    user set is kept. Returns whether waiting threads will be passive.
+    """
+    if "OMP_WAIT_POLICY" in os.environ:
+        return os.environ["OMP_WAIT_POLICY"].strip().upper() == "PASSIVE"
+    if "torch" in sys.modules:
+        return False
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return True
+
+
 def set_threads(n: int | None = None) -> ThreadChoice:
     """Set torch's intra-op thread count to `n` (None: `choose_threads()`); return what was set and why."""
+    import torch
+
     if n is None:
         choice = choose_threads()
     else:
@@ -160,4 +177,5 @@ def set_threads(n: int | None = None) -> ThreadChoice:
     return choice
 
 
-__all__ = ["ThreadChoice", "available_cpus", "cgroup_cpu_quota", "choose_threads", "default_threads", "set_threads"]
+__all__ = ["ThreadChoice", "available_cpus", "cgroup_cpu_quota", "choose_threads", "default_threads",
+           "prefer_passive_wait", "set_threads"]

@@ -121,3 +121,16 @@ def test_set_threads_rejects(bad, restore_threads):
     with pytest.raises(ValueError, match="whole number"):
         set_threads(bad)
 
+
+
+def test_prefer_passive_wait(monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "active")
+    assert threads.prefer_passive_wait() is False  # the user's choice stays
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    assert threads.prefer_passive_wait() is True
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert threads.prefer_passive_wait() is False  # torch is already imported here: too late to matter
+    assert "OMP_WAIT_POLICY" not in threads.os.environ
+    monkeypatch.delitem(threads.sys.modules, "torch")
+    assert threads.prefer_passive_wait() is True
+    assert threads.os.environ["OMP_WAIT_POLICY"] == "PASSIVE"

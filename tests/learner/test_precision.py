@@ -409,3 +409,14 @@ def test_with_the_real_gradient_clip_and_accumulation(fmnist_tiny):
     assert watch.changed == [False, True] * 4  # bs 32, an effective batch of 64
     assert watch.scales[-1] == 2.0**14  # 4 clean scaler steps, growth every 2
     assert 0 < float(clip.last_norm) < 50  # clipping saw unscaled gradients
+
+
+def test_decide_precision_before_training(fmnist_tiny, monkeypatch, tmp_path):
+    learn, probe, clock = auto_learner(fmnist_tiny, monkeypatch, tmp_path, fp32=0.10, bf16=0.05)
+    assert precision_record(learn)["precision"] == "auto"  # not decided yet
+    record = precision.decide_precision(learn)
+    assert record["precision"] == "bf16" and clock.reads == 16
+    learn.fit(1)
+    assert clock.reads == 16  # decided once: the fit did not probe again
+    assert probe.inner_dtypes == {torch.bfloat16}
+    assert precision.decide_precision(Learner(MLP(), fmnist_tiny))["precision"] == "fp32"

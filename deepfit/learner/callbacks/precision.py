@@ -381,6 +381,22 @@ def set_precision(learn, dtype: torch.dtype | str | None, **kwargs) -> Any:
     return learn
 
 
+def decide_precision(learn, xb: Any = None) -> dict[str, Any]:
+    """Make an attached `'auto'` `MixedPrecision` choose now (not at the first batch); return `precision_record`.
+
+    `xb` is the batch to probe with; by default the first batch of `learn.dls.valid` (reading it
+    draws no random augmentation). For a run's config, written before training starts.
+    """
+    mp = getattr(learn, "mixed_precision", None)
+    if isinstance(mp, MixedPrecision) and mp in learn.cbs and mp.requested_dtype == "auto" and mp.choice is None:
+        mp.learn = learn
+        if xb is None:
+            batch = next(iter(learn.dls.valid))
+            xb = batch[0] if isinstance(batch, (tuple, list)) else batch
+        mp._setup(xb)
+    return precision_record(learn)
+
+
 def precision_record(learn) -> dict[str, Any]:
     """What `learn` trains in, for a run's config: `{'precision', 'loss_scale', 'reason'[, 'probe_seconds']}`.
 

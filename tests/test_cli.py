@@ -89,10 +89,12 @@ def test_config_options_and_command_line_overrides(tmp_path):
     assert args.arch == "xresnet18"
 
 
-def test_resume_takes_the_runs_options_and_quiet_only(tmp_path):
+def test_resume_takes_the_runs_options_more_epochs_and_quiet_only(tmp_path):
     _config_file(tmp_path)
-    args = _parse_with_config(["train-vision", "--resume", str(tmp_path), "--epochs", "9", "--quiet"])
+    args = _parse_with_config(["train-vision", "--resume", str(tmp_path), "--quiet"])
     assert (args.epochs, args.arch, args.quiet, args.resume) == (5, "xresnet18", True, str(tmp_path))
+    args = _parse_with_config(["train-vision", "--resume", str(tmp_path), "--epochs", "9"])
+    assert (args.epochs, args.arch) == (9, "xresnet18")  # more epochs: the run trains longer
 
 
 @pytest.mark.parametrize("argv, code, message", [

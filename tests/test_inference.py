@@ -179,3 +179,17 @@ def test_a_binary_sigmoid_export_names_two_classes_for_one_output(export_dir):
     spec["activation"] = "softmax"
     with pytest.raises(ExportError, match="field 'vocab': 2 names for a model with 1 outputs"):
         validate_spec(spec, "learner.json")
+
+
+def test_model_file_names_a_file_of_the_folder_only(export_dir):
+    """An export of a model outside the registry names its ONNX file: never a path leading out of the folder."""
+    from deepfit.export_spec import validate_spec
+
+    spec = json.loads((export_dir / SPEC_FILE).read_text())
+    del spec["kwargs"]
+    spec.update(arch=None, model_file="model.onnx")
+    assert validate_spec(spec, "learner.json") is spec
+    for bad in ("../../../etc/passwd", "/tmp/model.onnx", "sub/model.onnx", 7):
+        spec["model_file"] = bad
+        with pytest.raises(ExportError, match=r"learner.json: field 'model_file': "):
+            validate_spec(spec, "learner.json")

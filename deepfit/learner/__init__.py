@@ -10,8 +10,10 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
         "Recorder", "ReduceLROnPlateau", "SaveAtCycleEnd", "SaveBestModel", "TensorBoardCallback", "TerminateOnNaN",
         "TrainEvalCallback",
     ],
-    ".checkpoint": ["CheckpointCallback", "CheckpointError", "PickleRefusedError"],
-    ".checks": ["ModelDataMismatchError", "NaNLossCheck"],
+    ".checkpoint": [
+        "CheckpointCallback", "CheckpointError", "NonFiniteWeightsError", "PickleRefusedError", "non_finite_tensors",
+    ],
+    ".checks": ["ModelDataMismatchError", "NaNLossCheck", "NonFiniteLossError"],
     ".events": [
         "Callback", "CancelBackward", "CancelBatch", "CancelEpoch", "CancelFit", "CancelStep", "CancelTrain",
         "CancelValidate", "EVENTS",

@@ -115,6 +115,7 @@ class ImageDataset(torch.utils.data.Dataset):
         self.item_tfms, self.mode, self.train, self.seed = list(item_tfms), mode, train, seed
         self.shape = None if shape is None else tuple(int(s) for s in shape)
         self.epoch = 0
+        self._random = any(getattr(t, "random", True) for t in self.item_tfms)  # unknown kinds: assume random
 
     def __len__(self) -> int:
         return len(self.items)
@@ -124,15 +125,16 @@ class ImageDataset(torch.utils.data.Dataset):
         """What decides an item's pixels besides its file (the key of a decoded cache)."""
         return f"mode={self.mode};train={self.train};tfms=[{', '.join(map(repr, self.item_tfms))}]"
 
-    def pixels(self, i: int, epoch: int | None = None) -> np.ndarray:
-        """Item `i` as a uint8 array `H×W` or `H×W×C` (random item transforms drawn for `epoch`)."""
+    def pixels(self, i: int, epoch: int | None = None, copy: bool = True) -> np.ndarray:
+        """Item `i` as a uint8 array `H×W` or `H×W×C` (random item transforms drawn for `epoch`); with
+        `copy=False` a read-only view of the image's own buffer (no copy)."""
         path = self.items[i]
         img = open_image(path, self.mode)
         if self.item_tfms:
             epoch = self.epoch if epoch is None else epoch
-            rng = random.Random(_item_seed(self.seed, epoch, i)) if self.train else None
+            rng = random.Random(_item_seed(self.seed, epoch, i)) if self.train and self._random else None
             img = apply_item_tfms(img, self.item_tfms, rng=rng, train=self.train)
-        a = np.array(img, dtype=np.uint8)  # a writable copy (PIL's buffer is read-only)
+        a = np.array(img, dtype=np.uint8) if copy else np.asarray(img, dtype=np.uint8)
         if self.shape is not None:
             c = 1 if a.ndim == 2 else a.shape[2]
             if (c, *a.shape[:2]) != self.shape:
@@ -152,10 +154,11 @@ class ImageDataset(torch.utils.data.Dataset):
         if self.shape is None:
             x = torch.stack([self.image(i, e) for e, i in keys])
         else:
-            x = torch.empty((len(keys), *self.shape), dtype=torch.uint8)
+            x = _batch_tensor((len(keys), *self.shape))
+            rows = x.numpy()
             for k, (e, i) in enumerate(keys):
-                a = self.pixels(i, e)
-                x[k].copy_(torch.from_numpy(a).unsqueeze(0) if a.ndim == 2 else torch.from_numpy(a).permute(2, 0, 1))
+                a = self.pixels(i, e, copy=False)  # copied once, into the batch
+                rows[k] = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
         return x, self.labels[idx]
 
     def __getitem__(self, key: int | tuple[int, int] | list[tuple[int, int]]):
@@ -165,6 +168,16 @@ class ImageDataset(torch.utils.data.Dataset):
             epoch, i = key
             return self.image(i, epoch), self.labels[i]
         return self.image(key), self.labels[key]
+
+
+def _batch_tensor(shape: tuple[int, ...]) -> Tensor:
+    """An uninitialized uint8 tensor; in a loader worker, in shared memory (as torch's default collate makes
+    it), so that handing the batch to the training process copies nothing."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.uint8)
+    empty = torch.empty(0, dtype=torch.uint8)
+    storage = empty._typed_storage()._new_shared(math.prod(shape), device=empty.device)
+    return empty.new(storage).view(shape)
 
 
 def _hwc_to_chw(a: np.ndarray) -> Tensor:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -204,14 +205,13 @@ def export_learner(learn: LearnerLike, path: str | Path, arch: str | None = None
 
         # safetensors creates its files 0600: atomic_write_with gives them the umask's permissions like every other
         atomic_write_with(folder / WEIGHTS_FILE, lambda tmp: save_model(model, str(tmp)))
-        stale = folder / ONNX_FILE
     else:
         del spec["kwargs"]
         spec["model_file"] = ONNX_FILE
         _write_onnx_program(learn, model, folder / ONNX_FILE, example)
-        stale = folder / WEIGHTS_FILE
+    # learner.json says which file holds the model; another left by an earlier export (or `deepfit export --onnx`,
+    # which writes the same ONNX layout beside the safetensors) is not read
     atomic_write_text(json.dumps(spec, indent=1, ensure_ascii=False), folder / SPEC_FILE)
-    stale.unlink(missing_ok=True)  # the other format's model file, from an earlier export to this folder
     return folder
 
 
@@ -314,6 +314,9 @@ def io_names(wrapper: ExplicitState | None) -> tuple[list[str], list[str]]:
 
 
 def _dynamo_onnx(module: nn.Module, args: tuple[Tensor, ...], kwargs: dict[str, Any]) -> Any:
+    onnx_log = logging.getLogger("torch.onnx")  # e.g. "torchvision is not installed. Skipping torchvision::nms"
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore", FutureWarning)  # raised inside torch's exporter, not actionable here
@@ -323,6 +326,8 @@ def _dynamo_onnx(module: nn.Module, args: tuple[Tensor, ...], kwargs: dict[str, 
     except ImportError as e:
         raise ImportError(f"ONNX export needs the onnx and onnxscript packages ({e}): pip install onnx onnxscript"
                           ) from e
+    finally:
+        onnx_log.setLevel(level)
 
 
 def _torchscript_onnx(module: nn.Module, args: tuple[Tensor, ...], path: Path, wrapper: ExplicitState,

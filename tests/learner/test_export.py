@@ -233,9 +233,11 @@ def test_formats_registry_and_onnx(trained, tmp_path):
         changed.export("y", format="registry")
     folder = changed.export("y")
     assert (folder / ONNX_FILE).is_file() and not (folder / WEIGHTS_FILE).exists()
-    # exporting a registered model to the same folder switches back and removes the stale ONNX file
+    assert load_learner(folder).model(torch.zeros(1, 1, 28, 28)).shape == (1, 4)
+    # exporting a registered model to the same folder switches back: learner.json says which file to read
     trained.export(folder)
-    assert sorted(p.name for p in folder.iterdir()) == sorted([SPEC_FILE, WEIGHTS_FILE])
+    assert sorted(p.name for p in folder.iterdir()) == sorted([SPEC_FILE, WEIGHTS_FILE, ONNX_FILE])
+    assert load_learner(folder).model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
     onnx_folder = trained.export(tmp_path / "z", format="onnx")
     inf = load_learner(onnx_folder)
     xb, _ = next(iter(trained.dls.valid))

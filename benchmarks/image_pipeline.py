@@ -7,8 +7,8 @@ The folder is made once (and reused) from real Fashion-MNIST images (/usr/share/
 `$DEEPFIT_DATA`): each 28×28 image upscaled (bicubic) to `--size` px and coloured (a per-image pair of tints
 mapped through the grey levels), saved as JPEG (quality 90) in `train/<class>/` and `valid/<class>/`.
 
-Measured in one run, in images per second (one pass over `--measure` images of a shuffled epoch, after a
-first batch that starts the workers):
+Measured in one run, in images per second and in CPU milliseconds per image (this process and its loader
+workers; one pass over `--measure` images of a shuffled epoch, after a first batch that starts the workers):
 - `pil`: open + decode + convert to RGB + resize to `--train-size` + to an array, in this process (one core):
   the speed limit of an uncached pipeline on one core;
 - `torch`: a plain `torch.utils.data.DataLoader` (no torchvision) over a Dataset doing the same, default
@@ -91,11 +91,11 @@ def pil_decode(path: Path, size: int) -> np.ndarray:
         return np.asarray(img)
 
 
-def pil_rate(files: list[Path], size: int) -> float:
-    t0 = time.perf_counter()
+def pil_rate(files: list[Path], size: int) -> tuple[float, float]:
+    t0, c0 = time.perf_counter(), time.process_time()
     for f in files:
         pil_decode(f, size)
-    return len(files) / (time.perf_counter() - t0)
+    return len(files) / (time.perf_counter() - t0), (time.process_time() - c0) / len(files) * 1e3
 
 
 class PlainDataset(torch.utils.data.Dataset):
@@ -110,19 +110,35 @@ class PlainDataset(torch.utils.data.Dataset):
         return torch.from_numpy(a.copy()).permute(2, 0, 1), 0
 
 
-def timed_pass(batches, n_images: int, bs: int) -> float:
-    """Images per second over `n_images` after the first batch (which starts the workers)."""
+def tree_cpu_seconds() -> float:
+    """CPU seconds used so far by this process and its live children (the loader workers), from /proc."""
+    me, tick, total = os.getpid(), os.sysconf("SC_CLK_TCK"), 0.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(pid) == me or int(fields[1]) == me:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def timed_pass(batches, n_images: int | None = None) -> tuple[float, float]:
+    """`(images per second, CPU milliseconds per image)` over `n_images` (all: None) after the first batch,
+    which starts the workers. CPU time counts this process and its workers: on a busy machine it is the
+    steadier figure."""
     it = iter(batches)
     next(it)
-    n, t0 = 0, time.perf_counter()
+    n, t0, c0 = 0, time.perf_counter(), tree_cpu_seconds()
     for xb, _ in it:
         n += len(xb)
-        if n >= n_images:
+        if n_images is not None and n >= n_images:
             break
-    return n / (time.perf_counter() - t0)
+    wall, cpu = time.perf_counter() - t0, tree_cpu_seconds() - c0
+    return n / wall, cpu / n * 1e3
 
 
-def torch_rate(files: list[Path], size: int, workers: int, bs: int, n_images: int) -> float:
+def torch_rate(files: list[Path], size: int, workers: int, bs: int, n_images: int) -> tuple[float, float]:
     mean = torch.tensor(IMAGENET_STATS[0]).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STATS[1]).view(1, 3, 1, 1)
     dl = torch.utils.data.DataLoader(PlainDataset(files, size), batch_size=bs, shuffle=True, num_workers=workers,
@@ -132,7 +148,7 @@ def torch_rate(files: list[Path], size: int, workers: int, bs: int, n_images: in
         for xb, yb in dl:
             yield xb.float().div_(255).sub_(mean).div_(std), yb  # in place, as deepfit does
 
-    return timed_pass(batches(), n_images, bs)
+    return timed_pass(batches(), n_images)
 
 
 # ---------------------------------------------------------------------------------------------- deepfit
@@ -167,41 +183,43 @@ def main() -> None:
     for f in sample[:50]:  # page cache and PIL warm
         pil_decode(f, args.train_size)
     figures: dict = {"n_train": len(files), "jpeg_px": args.size, "train_px": args.train_size, "bs": args.bs}
-    figures["pil_1core"] = round(pil_rate(sample, args.train_size))
-    print(f"PIL alone, one core: {figures['pil_1core']} images/s", flush=True)
+    rate, cpu = pil_rate(sample, args.train_size)
+    figures["pil_1core"], figures["pil_cpu_ms"] = round(rate), round(cpu, 3)
+    print(f"PIL alone, one core: {rate:.0f} images/s ({cpu:.2f} ms CPU per image)", flush=True)
     for w in workers:
-        rate = torch_rate(files, args.train_size, w, args.bs, args.measure)
-        figures[f"torch_w{w}"] = round(rate)
-        print(f"plain torch DataLoader, {w} workers: {rate:.0f} images/s", flush=True)
+        rate, cpu = torch_rate(files, args.train_size, w, args.bs, args.measure)
+        figures[f"torch_w{w}"], figures[f"torch_w{w}_cpu_ms"] = round(rate), round(cpu, 3)
+        print(f"plain torch DataLoader, {w} workers: {rate:.0f} images/s ({cpu:.2f} ms CPU per image)", flush=True)
     for w in workers:
         dls = deepfit_loaders(root, args.train_size, w, args.bs)
-        rate = timed_pass(dls.train, args.measure, args.bs)
-        figures[f"deepfit_w{w}"] = round(rate)
-        print(f"deepfit streaming, {w} workers: {rate:.0f} images/s", flush=True)
+        rate, cpu = timed_pass(dls.train, args.measure)
+        figures[f"deepfit_w{w}"], figures[f"deepfit_w{w}_cpu_ms"] = round(rate), round(cpu, 3)
+        print(f"deepfit streaming, {w} workers: {rate:.0f} images/s ({cpu:.2f} ms CPU per image)", flush=True)
         del dls
     if not args.no_cache:
         w = max(workers)
         with tempfile.TemporaryDirectory(prefix="deepfit-cache-") as tmp:
             dls = deepfit_loaders(root, args.train_size, w, args.bs, cache=Path(tmp))
-            t0 = time.perf_counter()
-            n = sum(len(xb) for xb, _ in dls.train)
-            build = n / (time.perf_counter() - t0)
+            build, build_cpu = timed_pass(dls.train)
             assert dls.train.cache.complete
-            t0 = time.perf_counter()
-            n = sum(len(xb) for xb, _ in dls.train)
-            cached = n / (time.perf_counter() - t0)
+            cached, cached_cpu = timed_pass(dls.train)
             size_mb = dls.train.cache.path.stat().st_size / 2**20
         figures.update({f"deepfit_cache_build_w{w}": round(build), "deepfit_cached": round(cached),
-                        "cache_mib": round(size_mb)})
+                        "deepfit_cached_cpu_ms": round(cached_cpu, 3), "cache_mib": round(size_mb)})
         print(f"deepfit, decoded cache: first epoch (decode + write, {w} workers) {build:.0f} images/s; "
-              f"later epochs (memory map) {cached:.0f} images/s; cache file {size_mb:.0f} MiB", flush=True)
-    pil = figures["pil_1core"]
-    print("\nratios (images/s over PIL alone on one core; deepfit over the plain DataLoader):")
+              f"later epochs (memory map) {cached:.0f} images/s ({cached_cpu:.3f} ms CPU per image); "
+              f"cache file {size_mb:.0f} MiB", flush=True)
+    pil, pil_cpu = figures["pil_1core"], figures["pil_cpu_ms"]
+    print("\nratios: images/s over PIL alone on one core; deepfit over the plain DataLoader (images/s, and CPU "
+          "per image: < 1 is less CPU)")
     for w in workers:
         d, t = figures[f"deepfit_w{w}"], figures[f"torch_w{w}"]
-        print(f"  {w} workers: deepfit {d / pil:.2f}× PIL, torch {t / pil:.2f}× PIL, deepfit/torch {d / t:.2f}")
+        dc, tc = figures[f"deepfit_w{w}_cpu_ms"], figures[f"torch_w{w}_cpu_ms"]
+        print(f"  {w} workers: deepfit {d / pil:.2f}× PIL, torch {t / pil:.2f}× PIL, deepfit/torch {d / t:.2f} "
+              f"(CPU per image: deepfit/torch {dc / tc:.2f}, deepfit/PIL {dc / pil_cpu:.2f})")
         figures[f"ratio_deepfit_w{w}_pil"] = round(d / pil, 2)
         figures[f"ratio_deepfit_torch_w{w}"] = round(d / t, 2)
+        figures[f"ratio_cpu_deepfit_torch_w{w}"] = round(dc / tc, 2)
     if "deepfit_cached" in figures:
         print(f"  cached epochs: {figures['deepfit_cached'] / pil:.1f}× PIL")
         figures["ratio_cached_pil"] = round(figures["deepfit_cached"] / pil, 1)

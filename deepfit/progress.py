@@ -3,11 +3,12 @@
 `Progress` (and `progress(iterable)`) is what every long step of deepfit reports through: batches of an
 epoch, `lr_find`, tokenizing, vocabulary building, downloads and extraction.
 
-- In a terminal (the stream is a tty) it draws a live bar with `tqdm`, redrawn in place.
+- In a terminal (the stream is a tty) it draws a live bar with `tqdm`, redrawn in place, and replaces it
+  with the step's summary line when it ends.
 - In a log (CI, `nohup`, a pipe, a file) it never writes a carriage return: at most one line every
   `log_every` seconds (30 by default) while the step runs, with the count, rate, elapsed time and
   estimate of the time left, then one line when the step ends. Steps shorter than `min_seconds` (1 s)
-  end silently, so quick calls do not fill logs.
+  write no summary line, so quick calls do not fill logs or terminals.
 - In a distributed run only rank 0 reports (the `RANK` environment variable), and `show=False` turns it off.
 
 This module is a leaf: it imports nothing from deepfit.
@@ -80,8 +81,8 @@ class Progress:
         show: `False` reports nothing.
         live: `True` draws a bar, `False` writes log lines; `None` (default) decides by `is_terminal(stream)`.
         log_every: seconds between two log lines while the step runs.
-        min_seconds: a step that ends sooner writes no final log line.
-        final_line: `False` writes no final log line at all (the caller prints its own summary).
+        min_seconds: a step that ends sooner writes no summary line.
+        final_line: `False` writes no summary line at all (the caller prints its own summary).
         refresh: seconds between two evaluations of a callable `info` while a bar is shown.
         clock: the time source (tests pass a fake one).
     """
@@ -135,13 +136,13 @@ class Progress:
         self._info = info
 
     def close(self, summary: str | None = None) -> None:
-        """End the step: remove the bar, or write the final log line (`summary` replaces its details)."""
+        """End the step: remove the bar, then write the step's summary line (`summary` replaces its details)."""
         if self._closed:
             return
         self._closed = True
         if self.mode == "bar":
             self._bar.close()
-        elif self.mode == "log" and self.final_line:
+        if self.mode != "off" and self.final_line:
             elapsed = self.clock() - self._start
             if elapsed >= self.min_seconds:
                 info = summary if summary is not None else self._info_text()

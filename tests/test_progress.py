@@ -159,3 +159,15 @@ def test_download_draws_a_bar(monkeypatch, tmp_path):
         httpd.shutdown()
         httpd.server_close()
     assert path.stat().st_size == 5000 and "\rdownloading f.bin:" in terminal.getvalue()
+
+
+def test_a_finished_bar_leaves_its_summary_line(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    clock, out = FakeClock(), FakeTTY()
+    with Progress(100, "building vocabulary", "texts", stream=out, clock=clock, refresh=0.0) as bar:
+        for _ in range(100):
+            clock.now += 0.05
+            bar.update(1, info="7 distinct tokens")
+    text = out.getvalue()
+    assert text.endswith("building vocabulary: 100 texts in 00:05, 7 distinct tokens\n")
+    assert "\rbuilding vocabulary:" in text

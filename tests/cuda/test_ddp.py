@@ -11,7 +11,7 @@ import torch.distributed as dist
 
 from deepfit.learner import Callback, Learner, accuracy
 from deepfit.learner.distributed import DistributedCallback, _distributed
-from tests.cuda.common import image_task, small_cnn
+from tests.helpers.cuda_tasks import image_task, small_cnn
 
 pytestmark = pytest.mark.cuda
 

@@ -8,7 +8,7 @@ import torch
 from deepfit.inference import load_learner
 from deepfit.learner import Learner, accuracy
 from deepfit.models import SimpleCNN
-from tests.cuda.common import image_task, small_cnn
+from tests.helpers.cuda_tasks import image_task, small_cnn
 
 pytestmark = pytest.mark.cuda
 

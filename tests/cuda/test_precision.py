@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from deepfit.learner import Callback, Learner, accuracy
-from tests.cuda.common import image_task, small_cnn
+from tests.helpers.cuda_tasks import image_task, small_cnn
 
 pytestmark = pytest.mark.cuda
 

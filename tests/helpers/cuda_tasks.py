@@ -1,4 +1,4 @@
-"""Small in-memory tasks the CUDA tests train on (seconds on a GPU)."""
+"""Small in-memory tasks the CUDA tests (tests/cuda) train on: seconds on a GPU."""
 
 from __future__ import annotations
 

@@ -250,9 +250,10 @@ class Learner:
                  save_name=save_name, cbs=cbs, reset_opt=reset_opt, **fit_kwargs)
 
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_it: int = 100, stop_div: bool = True,
-                plot: str | Path | None = None):
+                plot: str | Path | None = None, progress: bool = True):
         """Learning-rate range test; leaves the model and optimizer as they were (see `callbacks.lr_finder`)."""
-        return lr_find(self, start_lr=start_lr, end_lr=end_lr, num_it=num_it, stop_div=stop_div, plot=plot)
+        return lr_find(self, start_lr=start_lr, end_lr=end_lr, num_it=num_it, stop_div=stop_div, plot=plot,
+                       progress=progress)
 
     def freeze_to(self, n: int, train_bn: bool | None = None) -> int:
         """Freeze the layer groups before `n` (negative counts from the end); see `freeze.py`."""
@@ -488,12 +489,15 @@ class Learner:
         load_checkpoint(self, name, with_opt=with_opt, strict=strict, allow_pickle=allow_pickle)
         return self
 
-    def export(self, path: str | Path, arch: str | None = None, **kwargs) -> Path:
-        """Write an inference folder (safetensors weights + JSON); reload it with `load_learner`.
+    def export(self, path: str | Path, arch: str | None = None, format: str = "auto", example: Tensor | None = None,
+               **kwargs) -> Path:
+        """Write an inference folder that `load_learner` reads without unpickling anything (see `export.py`).
 
-        `kwargs`: `text_vocab` and `tokenizer` for text models (default `dls.text_vocab`/`dls.tokenizer`).
+        `format='auto'` writes safetensors weights + `learner.json` when the model registry can rebuild the model,
+        else an ONNX program (`model.onnx`, traced on `example` or one validation batch); `'registry'` or
+        `'onnx'` force one. `kwargs`: `text_vocab`, `tokenizer` for text models, `item_tfms` for images.
         """
-        return export_learner(self, path, arch=arch, **kwargs)
+        return export_learner(self, path, arch=arch, format=format, example=example, **kwargs)
 
     def to_onnx(self, path: str | Path, example: Tensor | None = None, **kwargs) -> Path:
         """Export the model to ONNX (dynamic batch size), traced on `example` or one validation item."""

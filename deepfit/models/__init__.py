@@ -44,6 +44,7 @@ from .convnets import (
     ResnetLayer,
     SimpleNet,
 )
+from .explicit_state import ExplicitState, has_hidden_state
 from .heads import AdaptiveConcatPool2d, VisionModel, create_body, create_head, num_features, vision_splitter
 from .init import apply_init, init_cnn
 from .mlp import MLP
@@ -91,4 +92,6 @@ __all__ = [
     "CellLoopModel", "Char3ConcatModel", "Char3Model", "CharLoopLastModel", "CharLoopModel", "CharRnn", "CharSeqGru",
     "CharSeqGruCell", "CharSeqLstm", "CharSeqRnn", "CharSeqRnnCell", "GRUCell", "RNNCell", "StatefulCharModel",
     "char_windows",
+    # recurrent models with their hidden state as explicit inputs and outputs (ONNX/TorchScript export)
+    "ExplicitState", "has_hidden_state",
 ]

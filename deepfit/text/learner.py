@@ -35,6 +35,24 @@ from .losses import FlatCrossEntropyLoss
 #: state-dict keys (suffixes) whose first dimension runs over the vocabulary
 VOCAB_KEYS: tuple[str, ...] = ("encoder_dp.emb.weight", "decoder.weight", "decoder.bias")
 
+#: fastai's published recipe: base 2e-2, stage rates 2e-2, 1e-2, 5e-3, 1e-3, `slice(lr_i / 2.6**4, lr_i)`
+FASTAI_LR_DIVS: tuple[float, ...] = (1, 2, 4, 20)
+#: deepfit's defaults, measured in docs/ulmfit.md: the head alone for one epoch, then every layer for five at
+#: half the rate, one rate for all groups. With small CPU-sized language models the encoder has to move a lot;
+#: fastai's recipe (discriminative rates 2.6x apart, short stages, last one at lr/20) left it underfitting.
+ULMFIT_EPOCHS: tuple[int, ...] = (1, 0, 0, 5)
+ULMFIT_LR_DIVS: tuple[float, ...] = (1, 1, 1, 2)
+ULMFIT_LR: float = 4e-2
+#: each layer group trains `GROUP_FACTOR` times slower than the next (1: one rate; ULMFiT's paper uses 2.6)
+GROUP_FACTOR: float = 1.0
+ULMFIT_PAPER_GROUP_FACTOR: float = 2.6
+#: the classifier's dropout multiplier (of `AWD_LSTM_CLAS_CONFIG`); fastai uses 0.5
+CLAS_DROP_MULT: float = 0.2
+#: language-model defaults (AWD-LSTM): peak rate of `fit_one_cycle` (2e-3 gave perplexity 208, 1e-2 129, 3e-2 113
+#: on the same data and budget) and dropout multiplier
+LM_LR: float = 3e-2
+LM_DROP_MULT: float = 0.2
+
 
 # ---------------------------------------------------------------------------------------------- vocabulary
 def _itos(vocab: Any) -> list[str]:
@@ -260,7 +278,7 @@ def language_model_learner(dls, arch: str | type[nn.Module] = AWD_LSTM, config: 
 
 
 def text_classifier_learner(dls, arch: str | type[nn.Module] = AWD_LSTM, vocab: Any = None,
-                            config: dict[str, Any] | None = None, drop_mult: float = 0.5, bptt: int = 72,
+                            config: dict[str, Any] | None = None, drop_mult: float = CLAS_DROP_MULT, bptt: int = 72,
                             max_len: int = 72 * 20, lin_ftrs: Sequence[int] = (50,), ps: Sequence[float] | None = None,
                             n_class: int | None = None, pretrained_encoder: str | Path | None = None,
                             metrics: Sequence[Callable | Metric] | None = None, cbs: Sequence[Callback] = (),
@@ -299,15 +317,6 @@ def text_classifier_learner(dls, arch: str | type[nn.Module] = AWD_LSTM, vocab: 
 
 # ---------------------------------------------------------------------------------------------- recipe
 ULMFIT_STAGES: tuple[int, ...] = (-1, -2, -3, 0)
-#: fastai's published recipe: base 2e-2, stage rates 2e-2, 1e-2, 5e-3, 1e-3, `slice(lr_i / 2.6**4, lr_i)`
-FASTAI_LR_DIVS: tuple[float, ...] = (1, 2, 4, 20)
-#: deepfit's defaults (see docs/ulmfit.md for the measurements behind them)
-ULMFIT_EPOCHS: tuple[int, ...] = (1, 1, 1, 3)
-ULMFIT_LR_DIVS: tuple[float, ...] = (1, 2, 2, 2)
-#: each layer group trains `GROUP_FACTOR` times slower than the next (ULMFiT's 2.6)
-GROUP_FACTOR: float = 2.6
-
-
 @dataclass(frozen=True)
 class UlmfitStage:
     """One stage of gradual unfreezing: `freeze_to(frozen_to)`, then `fit_one_cycle(epochs, lr)`."""
@@ -338,7 +347,7 @@ class UlmfitStage:
         return f"{lrs[0]:.2g}..{lrs[-1]:.2g}"
 
 
-def ulmfit_plan(n_groups: int, lr: float = 2e-2, epochs: Sequence[int] = ULMFIT_EPOCHS,
+def ulmfit_plan(n_groups: int, lr: float = ULMFIT_LR, epochs: Sequence[int] = ULMFIT_EPOCHS,
                 lr_divs: Sequence[float] = ULMFIT_LR_DIVS, factor: float | None = None,
                 group_factor: float = GROUP_FACTOR) -> list[UlmfitStage]:
     """The stages of `fit_ulmfit` for a model with `n_groups` layer groups (nothing is trained).
@@ -366,17 +375,18 @@ def ulmfit_plan(n_groups: int, lr: float = 2e-2, epochs: Sequence[int] = ULMFIT_
     return stages
 
 
-def fit_ulmfit(learn: Learner, lr: float = 2e-2, epochs: Sequence[int] = ULMFIT_EPOCHS,
+def fit_ulmfit(learn: Learner, lr: float = ULMFIT_LR, epochs: Sequence[int] = ULMFIT_EPOCHS,
                lr_divs: Sequence[float] = ULMFIT_LR_DIVS, factor: float | None = None,
                group_factor: float = GROUP_FACTOR, moms: tuple[float, float, float] | None = (0.8, 0.7, 0.8),
                start_stage: int = 0, on_stage: Callable[[UlmfitStage], None] | None = None,
                **fit_kwargs: Any) -> list[dict[str, Any]]:
     """ULMFiT's gradual unfreezing: train the head, then `freeze_to(-2)`, `freeze_to(-3)`, `unfreeze`.
 
-    The stages come from `ulmfit_plan` (defaults: epochs `(1, 1, 1, 3)`, stage rates `lr / (1, 2, 2, 2)`,
-    each layer group 2.6 times slower than the next). fastai's recipe is
-    `lr_divs=FASTAI_LR_DIVS, epochs=(1, 1, 1, 2), factor=2.6**4`; docs/ulmfit.md measures why it underfits
-    small models and weak language models. `start_stage` skips the stages before it and `resume=` (a
+    The stages come from `ulmfit_plan` (defaults: epochs `(1, 0, 0, 5)`, stage rates `lr / (1, 1, 1, 2)` with
+    `lr=4e-2`, one rate for every layer group; a stage with 0 epochs is skipped). fastai's recipe is
+    `lr=2e-2, epochs=(1, 1, 1, 2), lr_divs=FASTAI_LR_DIVS, factor=2.6**4`, and the paper's discriminative rates
+    `group_factor=ULMFIT_PAPER_GROUP_FACTOR`; docs/ulmfit.md measures why they underfit small models.
+    `start_stage` skips the stages before it and `resume=` (a
     checkpoint, see `fit(resume=)`) continues that stage mid-way: a run interrupted in stage `k` resumes with
     `fit_ulmfit(..., start_stage=k, resume=path)` and ends as the uninterrupted one would (CPU);
     `on_stage(stage)` is called before each stage trains (the CLI prints `stage.label` and tags its metrics);
@@ -417,7 +427,7 @@ def fit_ulmfit(learn: Learner, lr: float = 2e-2, epochs: Sequence[int] = ULMFIT_
 
 
 #: the highest rate `suggest_lr` returns for each stage (measured in docs/ulmfit.md)
-SAFE_LR_CAPS: dict[str, float] = {"lm": 1e-2, "head": 2e-2, "all": 1e-2}
+SAFE_LR_CAPS: dict[str, float] = {"lm": LM_LR, "head": ULMFIT_LR, "all": ULMFIT_LR / 2}
 
 
 def suggest_lr(learn: Learner, stage: str = "lm", num_it: int = 100, plot: str | Path | None = None,

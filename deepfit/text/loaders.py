@@ -336,6 +336,10 @@ class TextClassifierLoader:
     def epoch(self) -> int:
         return self._sortish("epoch").epoch
 
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._sortish("epoch").epoch = int(value)
+
     def _batches(self) -> list[list[int]]:
         if isinstance(self.sampler, SortishSampler):
             batches = [b.tolist() for b in self.sampler.batches()]

@@ -137,9 +137,17 @@ def test_pooled_features_do_not_depend_on_batch_mates_or_padding(tmp_path, pad_f
 
 
 # ---------------------------------------------------------------------------------------------- the recipe
+def test_ulmfit_defaults_train_the_head_then_every_layer_at_one_rate():
+    plan = ulmfit_plan(5)
+    assert [s.epochs for s in plan] == [1, 0, 0, 5]
+    assert plan[0].lr == pytest.approx(4e-2)
+    assert plan[3].lr.start == plan[3].lr.stop == pytest.approx(2e-2)
+    assert plan[3].label == "stage 4/4: all groups, lr 0.02..0.02"
+
+
 def test_ulmfit_plan_spreads_2_6_per_group_whatever_the_depth():
     for n_groups in (4, 5):
-        plan = ulmfit_plan(n_groups, lr=1e-2, lr_divs=(1, 2, 2, 2))
+        plan = ulmfit_plan(n_groups, lr=1e-2, epochs=(1, 1, 1, 3), lr_divs=(1, 2, 2, 2), group_factor=2.6)
         assert [s.frozen_to for s in plan] == [-1, -2, -3, 0]
         assert plan[0].lr == 1e-2
         last = plan[-1].lr
@@ -158,7 +166,7 @@ def test_fit_ulmfit_applies_the_planned_rates_moms_and_wd(tmp_path):
     trained_lm(tmp_path, vocab)
     clas = classifier(tmp_path, vocab, wd=0.1)
     seen = []
-    res = fit_ulmfit(clas, 1e-2, epochs=(1, 1, 1, 1), lr_divs=(1, 2, 2, 4), on_stage=seen.append)
+    res = fit_ulmfit(clas, 1e-2, epochs=(1, 1, 1, 1), lr_divs=(1, 2, 2, 4), group_factor=2.6, on_stage=seen.append)
     assert [s.index for s in seen] == [0, 1, 2, 3]
     assert [r["trainable_groups"] for r in res] == [[3], [2, 3], [1, 2, 3], [0, 1, 2, 3]]
     # a few steps per stage: the one-cycle peak is reached to within a step
@@ -204,13 +212,13 @@ def test_suggest_lr_is_capped_for_the_stage_and_leaves_the_model_alone(tmp_path)
     lm = trained_lm(tmp_path, vocab)
     before = {k: v.clone() for k, v in lm.model.state_dict().items()}
     lr, res = suggest_lr(lm, "lm", num_it=30)
-    assert 0 < lr <= 1e-2
+    assert 0 < lr <= 3e-2
     assert lr <= min(v for v in (res.steepest, res.minimum) if math.isfinite(v)) + 1e-12
     for k, v in lm.model.state_dict().items():
         assert torch.equal(v, before[k]), k
     clas = classifier(tmp_path, vocab)
     lr_head, _ = suggest_lr(clas, "head", num_it=30)
-    assert 0 < lr_head <= 2e-2
+    assert 0 < lr_head <= 4e-2
     assert all(p.requires_grad for p in clas.model.parameters())  # the head-only sweep unfreezes again
     with pytest.raises(ValueError, match="stage"):
         suggest_lr(clas, "decoder")

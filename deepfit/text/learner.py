@@ -334,7 +334,7 @@ class UlmfitStage:
 
     @property
     def label(self) -> str:
-        """`'stage 2/4: last 2 groups, lr 4.4e-04..1e-02'` (what a progress table or a log shows)."""
+        """`'stage 2/4: last 2 groups, lr 0.0027..0.01'` (what a progress table or a log shows)."""
         which = "head only" if self.frozen_to == -1 else (
             "all groups" if self.n_trainable >= self.n_groups else f"last {self.n_trainable} groups")
         lrs = f"{self.lr:.2g}" if not isinstance(self.lr, slice) else self._slice_text()
@@ -344,7 +344,8 @@ class UlmfitStage:
         from ..learner.optim import lr_for_groups
 
         lrs = lr_for_groups(self.lr, self.n_groups)[self.n_groups - self.n_trainable:]
-        return f"{lrs[0]:.2g}..{lrs[-1]:.2g}"
+        lo, hi = f"{lrs[0]:.2g}", f"{lrs[-1]:.2g}"
+        return hi if lo == hi else f"{lo}..{hi}"
 
 
 def ulmfit_plan(n_groups: int, lr: float = ULMFIT_LR, epochs: Sequence[int] = ULMFIT_EPOCHS,

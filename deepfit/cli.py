@@ -21,15 +21,20 @@ from typing import Any
 
 from .commands.catalog import ARCH_COMMANDS, BUILTIN, CLASSIFIER_ARCHS, LM_ARCHS
 from .commands.errors import EXIT_FAILURE, EXIT_USAGE, CLIError, UsageError, describe
+from .commands.vision_defaults import RECIPE_NAMES, default_help
 from .run import RunDir, RunDirError, is_plain_name, read_config_file
+from .threads import prefer_passive_wait
 
+#: deepfit.data.transforms.AUGMENT_PRESETS, '%' doubled for argparse's help (the parser imports no torch;
+#: tests/test_cli.py checks that the two agree)
 AUGMENT_PRESETS = {
     "none": "no augmentation",
     "flip": "random horizontal flips",
+    "crop": "pad-and-crop by 10%% of the size, no flips (for digits, text, anything a mirror changes)",
     "standard": "flips + pad-and-crop by 10%% of the size",
     "heavy": "flips + pad-and-crop + rotations up to 10 degrees + colour jitter",
 }
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TOKENIZERS = ("word", "char")
 
 
@@ -134,11 +139,13 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                                   "accuracy_multi and F1)")),
     "augment": (("--augment",), dict(choices=sorted(AUGMENT_PRESETS), default="none",
                                      help="batch augmentation preset: "
-                                          + "; ".join(f"{k}: {v}" for k, v in AUGMENT_PRESETS.items()))),
+                                          + "; ".join(f"{k}: {v}" for k, v in AUGMENT_PRESETS.items())
+                                          + ". Test-time augmentation (--tta) uses the label-preserving "
+                                            "transforms of the preset")),
     "workers": (("--workers",), dict(type=non_negative_int, default=None, metavar="N",
                                      help="processes that decode an image folder (0: the training process); default: "
                                           "the CPUs available to this process less one, at most 8")),
-    "cache": (("--cache",), dict(action="store_true",
+    "cache": (("--cache",), dict(action=argparse.BooleanOptionalAction, default=False,
                                  help="keep an image folder's decoded images (at the training size) in a file beside "
                                       "it (else in $DEEPFIT_DATA), written in the first epoch and memory-mapped "
                                       "afterwards")),
@@ -153,6 +160,11 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "bptt": (("--bptt",), dict(type=positive_int, default=70,
                                help="tokens per sequence (backpropagation through time)")),
     # model
+    "recipe": (("--recipe",), dict(choices=RECIPE_NAMES, default=None, metavar="NAME",
+                                   help="a named recipe (deepfit.recipes: " + ", ".join(RECIPE_NAMES) + "): sets "
+                                        "--arch and its widths, --bs, --epochs, --lr, the one-cycle schedule and "
+                                        "weight decay, --label-smoothing, --augment, --precision, --channels-last "
+                                        "and --tta; options given on the command line override it")),
     "arch": (("--arch",), dict(default=None, help="a registered architecture (see `deepfit models`)")),
     "weights": (("--weights",), dict(default=None, metavar="FILE",
                                      help="local pretrained weights (state dict or deepfit checkpoint) for the "
@@ -174,7 +186,19 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "lr": (("--lr",), dict(type=lr_value, default="1e-3",
                            help="peak learning rate, or 'auto' to run lr_find and use its suggestion")),
     "bs": (("--bs",), dict(type=positive_int, default=64, help="batch size")),
-    "precision": (("--precision",), dict(choices=PRECISIONS, default="fp32", help="training precision")),
+    "precision": (("--precision",), dict(choices=PRECISIONS, default="auto",
+                                         help="training precision; auto: bf16 on GPUs (and CPUs) that run it fast "
+                                              "(on a CPU a timed probe of the model decides, cached), fp16 with loss "
+                                              "scaling on older GPUs, else fp32; the choice and why are printed and "
+                                              "kept in config.json")),
+    "channels_last": (("--channels-last",), dict(action=argparse.BooleanOptionalAction, default=None,
+                                                 help="keep weights and image batches channels-last (NHWC), which "
+                                                      "speeds up convolutions on CPUs (default: the recipe's; "
+                                                      "off without one)")),
+    "threads": (("--threads",), dict(type=positive_int, default=None, metavar="N",
+                                     help="torch threads (default: $DEEPFIT_THREADS or $OMP_NUM_THREADS, else the "
+                                          "CPUs this process may use, capped by its cgroup CPU quota); printed and "
+                                          "kept in config.json; may change with --resume")),
     "seed": (("--seed",), dict(type=int, default=0,
                                help="random seed (data split, shuffling, initialisation)")),
     "mixup": (("--mixup",), dict(type=non_negative_float, default=0.0, help="MixUp alpha (0: off)")),
@@ -187,8 +211,9 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                    help="ULMFiT: epochs of the 4 stages (head, last 2 groups, last 3, all)")),
     "num_it": (("--num-it",), dict(type=positive_int, default=100, help="learning rates tried (one batch each)")),
     # results
-    "tta": (("--tta",), dict(action="store_true",
-                             help="also report test-time-augmentation accuracy on validation")),
+    "tta": (("--tta",), dict(type=non_negative_int, nargs="?", const=4, default=0, metavar="N",
+                             help="also report the validation accuracy with test-time augmentation: N passes with "
+                                  "the label-preserving transforms of --augment (--tta alone: 4; 0: off)")),
     "sample": (("--sample",), dict(type=non_negative_int, default=100,
                                    help="print a sample of this many tokens at the end (0: none)")),
     # run folder
@@ -229,8 +254,9 @@ COMMANDS: dict[str, tuple[str, list[tuple[str | None, list[str]]]]] = {
     "train-vision": ("train an image classifier on a folder of images or fashion-mnist", [
         ("data", ["data", "valid_pct", "n_train", "n_valid", "size", "augment", "workers", "cache"]),
         ("labels", ["multi_label"]),
-        ("model", ["arch", "weights"]),
-        ("training", ["epochs", "lr", "bs", "precision", "seed", "mixup", "label_smoothing", "freeze_epochs"]),
+        ("model", ["recipe", "arch", "weights"]),
+        ("training", ["epochs", "lr", "bs", "precision", "channels_last", "threads", "seed", "mixup",
+                      "label_smoothing", "freeze_epochs"]),
         ("results", ["tta"]),
         ("run folder", RUN_FOLDER),
     ]),
@@ -239,13 +265,13 @@ COMMANDS: dict[str, tuple[str, list[tuple[str | None, list[str]]]]] = {
                   "tokenizer", "max_texts",
                   "max_vocab", "min_freq", "bptt"]),
         ("model", ["arch", "weights", "emb_sz", "n_hid", "n_layers", "drop_mult"]),
-        ("training", ["bs", "seed", "num_it"]),
+        ("training", ["bs", "threads", "seed", "num_it"]),
         ("output", ["out"]),
     ]),
     "train-lm": ("train a language model (AWD-LSTM or a char RNN) on a text file, folder or fortunes", [
         ("data", ["text", "valid_pct", "tokenizer", "max_texts", "max_vocab", "min_freq", "bptt"]),
         ("model", ["arch", "emb_sz", "n_hid", "n_layers", "drop_mult"]),
-        ("training", ["epochs", "lr", "bs", "precision", "seed"]),
+        ("training", ["epochs", "lr", "bs", "precision", "threads", "seed"]),
         ("results", ["sample"]),
         ("run folder", RUN_FOLDER),
     ]),
@@ -253,7 +279,7 @@ COMMANDS: dict[str, tuple[str, list[tuple[str | None, list[str]]]]] = {
         ("data", ["data", "valid_pct", "tokenizer", "max_texts", "max_vocab", "min_freq"]),
         ("labels", ["multi_label"]),
         ("model", ["lm", "arch", "embeddings", "emb_sz", "n_hid", "n_layers"]),
-        ("training", ["stages", "epochs", "lr", "bs", "precision", "seed"]),
+        ("training", ["stages", "epochs", "lr", "bs", "precision", "threads", "seed"]),
         ("run folder", RUN_FOLDER),
     ]),
     "generate": ("sample text from a train-lm run", [
@@ -276,17 +302,23 @@ OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "data": dict(help=_train_vision_data_help()),
         "valid_pct": dict(help="hold out this fraction at random (default: the valid/ folder, else 0.2; "
                                "fashion-mnist 0.1)"),
-        "arch": dict(default="simple_cnn"),
         "multi_label": dict(help="several labels per image: DATA is a CSV file with a header row, the image file "
                                  "(relative to the CSV's folder) in its first column and the labels, separated by "
-                                 "spaces, in its second (binary cross-entropy, accuracy_multi and F1)"),
-        "epochs": dict(default=3), "lr": dict(default="3e-3"), "bs": dict(default=64),
+                                 "spaces, in its second (binary cross-entropy, accuracy_multi and F1; a recipe's "
+                                 "label smoothing is not used)"),
+        # the options a recipe sets: None until the command resolves them (commands.vision_settings)
+        **{name: dict(default=None, help=OPTIONS[name][1]["help"] + f" ({default_help(name)})")
+           for name in ("arch", "epochs", "lr", "bs", "label_smoothing", "augment", "precision", "tta")},
+        "channels_last": dict(help="keep weights and image batches channels-last (NHWC), which speeds up "
+                                   "convolutions on CPUs (" + default_help("channels_last") + ")"),
     },
     "lr-find": {
         "data": dict(help=_train_vision_data_help() + "; with --task lm: TEXT as for train-lm"),
         "valid_pct": dict(help="hold out this fraction at random (default: the valid/ folder, else 0.2; "
                                "fashion-mnist 0.1; 0.1 with --task lm)"),
-        "arch": dict(help="model (default: simple_cnn for --task vision, awd_lstm for --task lm)"),
+        "arch": dict(help="model (default: as train-vision's for --task vision, awd_lstm for --task lm)"),
+        "bs": dict(default=None, help="batch size (default: as train-vision's for --task vision, 64 for --task lm)"),
+        "augment": dict(default=None, help=OPTIONS["augment"][1]["help"] + " (default: as train-vision's)"),
         "seed": dict(help="random seed"),
         "out": dict(default=".", help="folder for lr_find.png"),
     },
@@ -402,7 +434,7 @@ def apply_run_config(parser: argparse.ArgumentParser, argv: Sequence[str],
     options = {k: v for k, v in config["options"].items() if k in known and k not in ("name", "config", "resume")}
     # as text, so that each value goes through its option's type check as if typed on the command line
     sub.set_defaults(**{k: _as_text(v) for k, v in options.items()})
-    if args.resume is not None:  # options as the run was started; only more --epochs and --quiet may be given
+    if args.resume is not None:  # options as the run was started; only RESUME_MAY_CHANGE may be given
         merged = parser.parse_args([args.command])
         _check_resume_options(argv, args.command, merged, source)
         merged.resume, merged.quiet = args.resume, args.quiet
@@ -417,7 +449,9 @@ def apply_run_config(parser: argparse.ArgumentParser, argv: Sequence[str],
     return merged
 
 
-RESUME_MAY_CHANGE = ("epochs", "quiet", "resume")
+#: the options a resumed run takes from the command line: more epochs, and settings of the machine, not the run
+MACHINE_SETTINGS = ("threads", "workers", "cache")
+RESUME_MAY_CHANGE = ("epochs", "quiet", "resume", *MACHINE_SETTINGS)
 
 
 def given_options(argv: Sequence[str], command: str) -> dict[str, Any]:
@@ -430,21 +464,25 @@ def given_options(argv: Sequence[str], command: str) -> dict[str, Any]:
 
 
 def _check_resume_options(argv: Sequence[str], command: str, merged: argparse.Namespace, source: Any) -> None:
-    """Refuse options that would change a resumed run; take a larger `--epochs` (the run then trains longer)."""
+    """Refuse options that would change a resumed run; take a larger `--epochs` (the run then trains longer) and
+    the machine settings given (`MACHINE_SETTINGS`: threads, data workers, the decoded-image cache)."""
     given = given_options(argv, command)
     changed = {k: v for k, v in given.items() if k not in RESUME_MAY_CHANGE and v != getattr(merged, k, None)}
     if changed:
         flags = ", ".join(f"{_flag(k)} {_as_text(v)}" for k, v in changed.items())
         was = ", ".join(f"{_flag(k)} {_as_text(getattr(merged, k, None))}" for k in changed)
         raise UsageError(f"--resume continues {source} as it was started: {flags} cannot change (the run has {was})",
-                         hint="only --epochs (more) and --quiet go with --resume; for other options start a new run "
-                              f"with --config {source}")
+                         hint="only --epochs (more), --quiet and the machine settings --threads, --workers and "
+                              f"--cache go with --resume; for other options start a new run with --config {source}")
     epochs = given.get("epochs")
     if epochs is not None and epochs < merged.epochs:
         raise UsageError(f"--resume: --epochs {epochs} is fewer than the {merged.epochs} the run was started with",
                          hint="--epochs can only grow when resuming")
     if epochs is not None:
         merged.epochs = epochs
+    for name in MACHINE_SETTINGS:
+        if name in given:
+            setattr(merged, name, given[name])
 
 
 def _flag(dest: str) -> str:
@@ -465,8 +503,27 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
     return getattr(importlib.import_module(f".commands.{module}", __package__), name)
 
 
+def _run_command(args: argparse.Namespace) -> int:
+    """Run the command's handler; a command with `--threads` runs with that many torch threads (default:
+    `deepfit.threads.choose_threads()`), and the thread count is put back afterwards (for callers in-process)."""
+    handler = _handler(args.command)
+    if "threads" not in vars(args):
+        return handler(args)
+    import torch
+
+    from .threads import set_threads
+
+    before = torch.get_num_threads()
+    set_threads(args.threads)
+    try:
+        return handler(args)
+    finally:
+        torch.set_num_threads(before)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `deepfit` with `argv` (default: `sys.argv[1:]`); returns the exit status."""
+    prefer_passive_wait()  # OpenMP threads that sleep while they wait: only possible before torch is imported
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
@@ -479,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if getattr(args, "config", None) is not None or getattr(args, "resume", None) is not None:
             args = apply_run_config(parser, argv, args)
-        return _handler(args.command)(args)
+        return _run_command(args)
     except SystemExit as e:  # a usage error in the options of a --config file (already printed)
         return int(e.code or 0)
     except CLIError as e:

@@ -13,6 +13,8 @@ from tests.helpers.data import fashion_mnist_available, make_linear_data
 # Small models train fastest on one thread, and a busy machine is not oversubscribed;
 # DEEPFIT_TEST_THREADS overrides it.
 torch.set_num_threads(int(os.environ.get("DEEPFIT_TEST_THREADS", "1")))
+# The command line's default --threads (deepfit.threads.choose_threads) is the same in tests.
+os.environ.setdefault("DEEPFIT_THREADS", str(torch.get_num_threads()))
 
 @pytest.fixture(scope="session")
 def fmnist_small():

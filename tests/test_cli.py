@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from deepfit import cli
 from deepfit.cli import apply_run_config, build_parser, main
+from deepfit.commands.vision_defaults import DEMO_RECIPE, PLAIN, RECIPE_NAMES, RECIPE_OPTIONS
 from tests.helpers.cli import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,9 +50,48 @@ def test_per_command_defaults():
     vision = parsers["train-vision"].parse_args([])
     lm = parsers["train-lm"].parse_args([])
     clas = parsers["train-classifier"].parse_args([])
-    assert (vision.epochs, vision.lr, vision.bs, vision.arch) == (3, 3e-3, 64, "simple_cnn")
-    assert (lm.epochs, lm.lr, lm.bs, lm.arch, lm.valid_pct, lm.n_hid) == (1, 2e-3, 32, "awd_lstm", 0.1, 512)
-    assert (clas.epochs, clas.lr, clas.valid_pct, clas.n_hid, clas.stages) == (3, 1e-2, 0.2, 128, [1, 1, 1, 2])
+    # train-vision's recipe options are resolved by the command (commands/vision_settings.py)
+    assert all(getattr(vision, name) is None for name in RECIPE_OPTIONS) and vision.recipe is None
+    assert (lm.bs, lm.arch, lm.n_hid) == (32, "awd_lstm", 512)  # the text commands' own defaults
+    assert (clas.bs, clas.n_hid) == (32, 128)
+    assert lm.precision == clas.precision == "auto" and lm.threads is None and clas.threads is None
+
+
+def test_parser_lists_mirror_the_library():
+    """The parser imports no torch, so it keeps its own copy of the augmentation presets and recipe names."""
+    from deepfit import recipes
+    from deepfit.data.transforms import AUGMENT_PRESETS
+
+    assert {k: v.replace("%%", "%") for k, v in cli.AUGMENT_PRESETS.items()} == AUGMENT_PRESETS
+    assert sorted(RECIPE_NAMES) == sorted(recipes.RECIPES)  # a new recipe: add its name to vision_defaults.py
+    assert DEMO_RECIPE == recipes.FMNIST_DEMO.name
+    assert set(PLAIN) <= set(recipes.FMNIST_DEMO.cli_options())
+    choices = subparsers(build_parser())["train-vision"]._option_string_actions["--augment"].choices
+    assert "crop" in choices and set(choices) == set(AUGMENT_PRESETS)
+
+
+@pytest.mark.parametrize("command", ["train-vision", "train-lm", "train-classifier", "lr-find"])
+def test_threads_on_every_training_command(command, capsys):
+    p = subparsers(build_parser())[command]
+    assert p.parse_args(["--threads", "3"]).threads == 3 and p.parse_args([]).threads is None
+    rc, _, err = run(capsys, command, "--threads", "0")
+    assert rc == 2 and "argument --threads: must be >= 1, got 0" in err
+
+
+def test_threads_are_applied_while_the_command_runs_and_put_back(monkeypatch):
+    seen = {}
+
+    def handler(args):
+        seen["threads"] = torch.get_num_threads()
+        return 0
+
+    monkeypatch.setattr(cli, "_handler", lambda command: handler)
+    before = torch.get_num_threads()
+    assert main(["train-vision", "x", "--threads", "3"]) == 0
+    assert seen["threads"] == 3 and torch.get_num_threads() == before
+    monkeypatch.setenv("DEEPFIT_THREADS", "2")  # the default: deepfit.threads.choose_threads()
+    assert main(["train-lm", "x"]) == 0
+    assert seen["threads"] == 2 and torch.get_num_threads() == before
 
 
 def test_help_lists_every_option_with_its_default(capsys):
@@ -81,7 +122,7 @@ def test_config_options_and_command_line_overrides(tmp_path):
     path = _config_file(tmp_path)
     args = _parse_with_config(["train-vision", "--config", str(path)])
     assert (args.data, args.arch, args.epochs, args.lr, args.mixup) == ("imgs", "xresnet18", 5, "auto", 0.4)
-    assert args.name is None and args.config is None and args.bs == 64  # a new run; options not in the file: defaults
+    assert args.name is None and args.config is None and args.bs is None and args.seed == 0  # not in the file: defaults
     args = _parse_with_config(["train-vision", "other", "--config", str(path), "--epochs", "1", "--lr", "0.5",
                                "--name", "new"])
     assert (args.data, args.arch, args.epochs, args.lr, args.name) == ("other", "xresnet18", 1, 0.5, "new")
@@ -95,6 +136,19 @@ def test_resume_takes_the_runs_options_more_epochs_and_quiet_only(tmp_path):
     assert (args.epochs, args.arch, args.quiet, args.resume) == (5, "xresnet18", True, str(tmp_path))
     args = _parse_with_config(["train-vision", "--resume", str(tmp_path), "--epochs", "9"])
     assert (args.epochs, args.arch) == (9, "xresnet18")  # more epochs: the run trains longer
+
+
+def test_resume_takes_machine_settings_from_the_command_line(tmp_path, capsys):
+    _config_file(tmp_path, threads=2, workers=3, cache=True)
+    args = _parse_with_config(["train-vision", "--resume", str(tmp_path)])
+    assert (args.threads, args.workers, args.cache) == (2, 3, True)  # as the run was started
+    args = _parse_with_config(["train-vision", "--resume", str(tmp_path), "--threads", "1", "--workers", "0",
+                               "--no-cache"])
+    assert (args.threads, args.workers, args.cache, args.arch) == (1, 0, False, "xresnet18")
+    assert {"threads", "workers", "cache"} <= set(cli.RESUME_MAY_CHANGE)
+    rc, _, err = run(capsys, "train-vision", "--resume", tmp_path, "--threads", "1", "--bs", "8")
+    assert rc == 2 and "--bs 8 cannot change" in err and "--threads" not in err.splitlines()[0]
+    assert "the machine settings --threads, --workers and --cache go with --resume" in err
 
 
 @pytest.mark.parametrize("argv, code, message", [
@@ -117,7 +171,7 @@ def test_resume_takes_the_runs_options_more_epochs_and_quiet_only(tmp_path):
     (["train-lm", "--config", "{tmp}/c.json"], 2, "deepfit: error: --config: '{tmp}/c.json' is a 'train-vision' run"),
     (["train-vision", "--config", "{tmp}/bad.json"], 2, "deepfit: error: argument --epochs: must be >= 0, got -3"),
     (["train-vision", "--config", "{tmp}/bad2.json"], 2,
-     "deepfit: error: --config: precision 'fp8' in {tmp}/bad2.json is not one of fp32, bf16, fp16"),
+     "deepfit: error: --config: precision 'fp8' in {tmp}/bad2.json is not one of auto, fp32, bf16, fp16"),
     (["frobnicate"], 2, "deepfit: error: argument COMMAND: invalid choice: 'frobnicate'"),
 ])
 def test_bad_input_gives_one_line_error(argv, code, message, tmp_path, capsys):

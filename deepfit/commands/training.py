@@ -1,9 +1,14 @@
 """Training a built learner into a run folder: what every train-* command shares.
 
 A command builds its data and learner, says how to train and report them in a `TrainJob`, and calls `train`,
-which makes (or, with `--resume`, reopens and locks) the `RunDir`, resolves `--lr auto`, writes `config.json`,
-trains each `Phase` with logging and checkpoints, then keeps the best model, writes plots, reports, the export
-and `metrics.json`, and prints where everything is.
+which makes (or, with `--resume`, reopens and locks) the `RunDir`, decides `--precision auto`, resolves `--lr
+auto`, writes `config.json` (with the threads and precision used, and why), trains each `Phase` with logging and
+checkpoints, then keeps the best model, writes plots, reports, the export and `metrics.json`, and prints where
+everything is.
+
+The best model is the epoch of the last phase with the best first metric (highest accuracy...), or the lowest
+validation loss without metrics (`SaveBestModel`); `metrics.json` reports it as `best` (with the value it was
+chosen by) beside the `last` epoch, and the output says which epoch the export and models/best.pth hold.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ import torch
 
 from ..interpret.plots import plot_loss, plot_sched
 from ..learner.callbacks.csv_logger import CSVLogger
-from ..learner.callbacks.precision import MixedPrecision
-from ..learner.callbacks.training import SaveBestModel
+from ..learner.callbacks.precision import MixedPrecision, decide_precision
+from ..learner.callbacks.training import SaveBestModel, epoch_summary
 from ..learner.checkpoint import CheckpointCallback
 from ..run import BEST_NAME, LAST_NAME, METRICS_FILE, TENSORBOARD_DIR, Phase, RunDir
 from ..safe_io import safe_torch_load
+from ..threads import set_threads
 from .errors import CLIError
 
 MAIN_PHASE = "checkpoint"  # the checkpoint prefix of the main phase (models/checkpoint_<n>.pt)
@@ -35,10 +41,36 @@ def say(text: str) -> None:
 
 
 def precision_callbacks(precision: str) -> list:
-    """`[MixedPrecision]` for `--precision bf16/fp16`, `[]` for fp32."""
+    """`[MixedPrecision]` for `--precision auto/bf16/fp16`, `[]` for fp32."""
     if precision == "fp32":
         return []
+    if precision == "auto":
+        return [MixedPrecision("auto")]
     return [MixedPrecision(torch.bfloat16 if precision == "bf16" else torch.float16)]
+
+
+def precision_choice(learn, requested: str) -> dict[str, Any]:
+    """What `learn` trains in and why (`--precision auto` decides now, from a validation batch), for config.json.
+
+    (MixedPrecision's own line about its choice is not printed: `describe_machine` says it with the threads.)"""
+    logger, learn.logger = learn.logger, lambda message: None
+    try:
+        record = decide_precision(learn)
+    finally:
+        learn.logger = logger
+    if record.get("reason") in ("requested", "no MixedPrecision callback"):
+        record["reason"] = f"requested (--precision {requested})"
+    return record
+
+
+def threads_choice(args: argparse.Namespace) -> dict[str, Any]:
+    """Set torch's threads to `--threads` (default: `deepfit.threads.choose_threads()`); how many, and why."""
+    return set_threads(getattr(args, "threads", None)).as_dict()
+
+
+def describe_machine(precision: dict[str, Any], threads: dict[str, Any]) -> str:
+    return (f"deepfit: precision {precision['precision']}: {precision['reason']}; {threads['threads']} thread(s): "
+            f"{threads['reason']}")
 
 
 @dataclass
@@ -57,6 +89,7 @@ class TrainJob:
     export_loss: Any = None  # the loss the export records, when training used another
     save_files: Callable[[RunDir], Any] | None = None  # more files of a new run (a vocabulary)
     after: Callable[[Any, RunDir], dict[str, Any]] | None = None  # more results of the best model
+    lr_finder: Callable[[Any, Path], float] | None = None  # --lr auto (default: find_lr's suggestion)
 
 
 def train(args: argparse.Namespace, command: str, job: TrainJob) -> int:
@@ -69,38 +102,46 @@ def train(args: argparse.Namespace, command: str, job: TrainJob) -> int:
     run = RunDir.open(args.resume) if resuming else RunDir.create(args.out, args.name)
     with run.lock():
         learn.path = run.path
+        machine = {"threads": threads_choice(args), "precision": precision_choice(learn, args.precision)}
+        say(describe_machine(machine["precision"], machine["threads"]))
         if resuming:
             lr = run.read_config()["resolved"]["lr"]
-            _note_more_epochs(args, run)
+            _note_resume(args, run, machine)
         else:
-            lr = _start(args, command, job, run, phases)
+            lr = _start(args, command, job, run, phases, machine)
         learn.lr = lr
         say(f"deepfit: training {job.title} on {job.data}; run folder {run.path}")
         start = time.perf_counter()
         try:
-            _train_phases(job, run, phases, lr, _hparams(args, lr), resuming)
+            best_cb = _train_phases(job, run, phases, lr, _hparams(args, lr), resuming)
         except FloatingPointError as e:  # NaN/inf loss or weights: nothing more is saved or exported
             raise diverged(e, lr, run) from None
         train_time = time.perf_counter() - start
         _finish(job, run)
+        epochs = best_and_last(learn, best_cb, run)
+        say(describe_epochs(epochs))
         results = {"valid_best": best_valid(learn)}
         say(f"validation (best model): {format_metrics(results['valid_best'])}  training time {train_time:.1f}s")
         if job.after is not None:
             results.update(job.after(learn, run))
-        run.write_results({"history": learn.recorder.table(), "final": final_metrics(learn),
+        run.write_results({"history": learn.recorder.table(), "final": final_metrics(learn), **epochs,
                            "train_seconds": round(train_time, 2), **results})
         print_artefacts(run)
     return 0
 
 
-def _start(args: argparse.Namespace, command: str, job: TrainJob, run: RunDir, phases: list[Phase]) -> float:
+def _start(args: argparse.Namespace, command: str, job: TrainJob, run: RunDir, phases: list[Phase],
+           machine: dict[str, Any]) -> float:
     """A new run: resolve `--lr auto` (in the first phase's state), write config.json and the job's files."""
     learn = job.learn
     if job.before_phase is not None:
         job.before_phase(phases[0])
-    lr = find_lr(learn, run.path)[0] if args.lr == "auto" else args.lr
+    if args.lr == "auto":
+        lr = job.lr_finder(learn, run.path) if job.lr_finder is not None else find_lr(learn, run.path)[0]
+    else:
+        lr = args.lr
     options = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "config") and not callable(v)}
-    resolved = {"lr": lr, **job.resolved, "data": job.data, "device": str(learn.dls.device),
+    resolved = {"lr": lr, **job.resolved, "data": job.data, "device": str(learn.dls.device), **machine,
                 "n_params": sum(p.numel() for p in learn.model.parameters())}
     run.write_config(command, options, resolved)
     if job.save_files is not None:
@@ -108,15 +149,26 @@ def _start(args: argparse.Namespace, command: str, job: TrainJob, run: RunDir, p
     return lr
 
 
-def _note_more_epochs(args: argparse.Namespace, run: RunDir) -> None:
-    """`--resume RUN --epochs N` with more epochs than the run was started with: say so, and record it."""
+#: the options a resumed run may change (cli.RESUME_MAY_CHANGE less --quiet): more epochs, machine settings
+RESUMED_OPTIONS = ("epochs", "threads", "workers", "cache")
+
+
+def _note_resume(args: argparse.Namespace, run: RunDir, machine: dict[str, Any]) -> None:
+    """A resumed run: say which options differ from the run's start (more epochs, machine settings), and record
+    them and the threads and precision this session uses in config.json."""
     config = run.read_config()
-    started = config["options"].get("epochs")
-    if started is None or args.epochs == started:
-        return
-    say(f"deepfit: --epochs {args.epochs}: the run was started with --epochs {started}; it now trains to "
-        f"{args.epochs} epochs (the learning-rate schedule is spread over {args.epochs} epochs from here on)")
-    run.write_config(config["command"], {**config["options"], "epochs": args.epochs}, config["resolved"])
+    options = dict(config["options"])
+    for name in RESUMED_OPTIONS:
+        if name not in vars(args) or getattr(args, name) == options.get(name):
+            continue
+        was, now = options.get(name), getattr(args, name)
+        if name == "epochs" and was is not None:
+            say(f"deepfit: --epochs {now}: the run was started with --epochs {was}; it now trains to {now} epochs "
+                f"(the learning-rate schedule is spread over {now} epochs from here on)")
+        else:
+            say(f"deepfit: --{name} {now}: this session's setting (the run was started with {was})")
+        options[name] = now
+    run.write_config(config["command"], options, {**config["resolved"], **machine})
 
 
 def diverged(e: FloatingPointError, lr: float, run: RunDir) -> CLIError:
@@ -159,15 +211,18 @@ def run_callbacks(run: RunDir, hparams: dict[str, Any], checkpoint_name: str) ->
 
 
 def _train_phases(job: TrainJob, run: RunDir, phases: list[Phase], lr: float, hparams: dict[str, Any],
-                  resuming: bool) -> None:
-    """Train each pending phase; the best model of the last phase (by validation loss) is kept as best.pth."""
+                  resuming: bool) -> SaveBestModel | None:
+    """Train each pending phase; the best epoch of the last phase (by its first metric, else validation loss) is
+    kept as best.pth. Returns that phase's `SaveBestModel` (None when it trains no epoch)."""
     learn = job.learn
+    best = None
     for i, phase, checkpoint in run.pending_phases(phases, resuming):
         if job.before_phase is not None:
             job.before_phase(phase)
         cbs = run_callbacks(run, hparams, phase.name)
         if i == len(phases) - 1:
-            cbs.append(SaveBestModel(monitor="valid_loss", fname=BEST_NAME, load_at_end=False))
+            best = SaveBestModel(fname=BEST_NAME, load_at_end=False)
+            cbs.append(best)
         kwargs = {"resume": checkpoint} if checkpoint is not None else {}
         if checkpoint is not None:
             say(f"resuming from {checkpoint}")
@@ -177,6 +232,35 @@ def _train_phases(job: TrainJob, run: RunDir, phases: list[Phase], lr: float, hp
             job.fit(learn, phase.epochs, lr, cbs, **kwargs)
         else:
             learn.fit_one_cycle(phase.epochs, lr, cbs=cbs, **kwargs)
+    return best if best is not None and best.best_epoch >= 0 else None
+
+
+def best_and_last(learn, best_cb: SaveBestModel | None, run: RunDir) -> dict[str, Any]:
+    """`{'best': {...}, 'last': {...}}` for metrics.json: the epochs' recorded rows; `best` also says the value it
+    was chosen by (`monitor`, `mode`) and whether the export and models/best.pth hold it (`exported`)."""
+    summary = epoch_summary(learn, best_cb.monitor if best_cb is not None else "auto")
+    best = summary["best"]
+    if best_cb is not None:  # the epoch best.pth holds (the same rule; a resumed run keeps its tracker's state)
+        best = next((r for r in learn.recorder.table() if r["epoch"] == best_cb.best_epoch), best)
+    exported = best_cb is not None and run.best_weights.exists()
+    return {"best": {**(best or {}), "monitor": summary["monitor"], "mode": summary["mode"], "exported": exported},
+            "last": dict(summary["last"] or {})}
+
+
+def describe_epochs(epochs: dict[str, Any]) -> str:
+    """One line: which epoch the export and models/best.pth hold, chosen by what, and the last epoch."""
+    best, last = epochs["best"], epochs["last"]
+    monitor, which = best["monitor"], "highest" if best["mode"] == "max" else "lowest"
+    if not last:
+        return "best model: no epoch was trained; the weights as they are are exported"
+    if not best.get("exported") or best.get("epoch") is None:
+        return f"best model: the last epoch ({last.get('epoch')}) is exported (no best epoch was saved)"
+    value = best.get(monitor)
+    at = f" ({monitor} {value:.4f})" if isinstance(value, (int, float)) else ""
+    last_value = last.get(monitor)
+    last_at = f" ({monitor} {last_value:.4f})" if isinstance(last_value, (int, float)) else ""
+    return (f"best model: epoch {best['epoch']} by {which} {monitor}{at}, exported (export/, models/best.pth); "
+            f"last epoch {last.get('epoch')}{last_at}")
 
 
 def _finish(job: TrainJob, run: RunDir) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 import torch
+from PIL import Image
 
 from ..data.blocks import IMAGE_EXTENSIONS, get_image_files
 from ..data.builtin import fashion_mnist_loaders
-from ..data.transforms import ColorJitter, Flip, PadCrop, Resize, Rotate
+from ..data.transforms import Resize, augment_preset
 from ..data.vision import ImageDataLoaders, ImageReadError
 from .catalog import BUILTIN
 from .errors import CLIError, UsageError
@@ -19,15 +19,37 @@ SHOWN_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
 def augment_tfms(preset: str, size: int, seed: int) -> list:
-    """The batch transforms of an `--augment` preset for `size`-pixel images."""
-    if preset == "none":
-        return []
-    tfms: list[Any] = [Flip(seed=seed)]
-    if preset in ("standard", "heavy"):
-        tfms.append(PadCrop(padding=max(1, size // 10), seed=seed + 1))
-    if preset == "heavy":
-        tfms += [Rotate(10.0, seed=seed + 2), ColorJitter(seed=seed + 3)]
-    return tfms
+    """The batch transforms of an `--augment` preset for `size`-pixel images (`data.transforms.augment_preset`)."""
+    return augment_preset(preset, size, seed=seed)
+
+
+def image_size(args: argparse.Namespace) -> int | None:
+    """The side in pixels of the images `args.data` trains on, where it is known before loading them: 28 for the
+    built-in datasets, `--size`, else the longer side of an image folder's first image (None for a CSV)."""
+    if args.data in BUILTIN:
+        return 28
+    if getattr(args, "size", None):
+        return args.size
+    path = Path(args.data) if args.data is not None else None
+    if path is None or not path.is_dir():
+        return None
+    files = get_image_files(path, extensions=IMAGE_EXTENSIONS)
+    if not files:
+        return None
+    try:
+        with Image.open(files[0]) as img:
+            return max(img.size)
+    except OSError:
+        return None
+
+
+def use_channels_last(dls) -> None:
+    """Make every loader of `dls` hand out channels-last (NHWC) batches (after its other transforms)."""
+    from ..recipes import ChannelsLast
+
+    for dl in (dls.train, dls.valid, getattr(dls, "test", None)):
+        if dl is not None and not any(isinstance(t, ChannelsLast) for t in dl.tfms):
+            dl.tfms.append(ChannelsLast())
 
 
 def build_vision_dls(args: argparse.Namespace, augment: bool = True):

@@ -24,7 +24,7 @@ def test_a_diverging_run_stops_with_one_line_and_exports_nothing(png_dir, tmp_pa
     assert rc == 1
     lines = err.strip().splitlines()
     assert len(lines) == 2, err
-    assert re.fullmatch(r"deepfit: error: training diverged: the (training loss became nan|weights became NaN/inf) "
+    assert re.fullmatch(r"deepfit: error: training diverged: the (training loss became (nan|inf)|weights became NaN/inf) "
                         r"at epoch \d, batch \d; lower --lr \(this run used --lr 1e\+06\)", lines[0]), lines[0]
     assert lines[1].startswith("hint: ") and "nothing was exported" in lines[1]
     folder = tmp_path / "nan"
@@ -72,16 +72,85 @@ def test_resume_refuses_options_that_cannot_change_and_takes_more_epochs(png_dir
     assert rc == 2
     first = err.splitlines()[0]
     assert first == (f"deepfit: error: --resume continues {folder} as it was started: --arch mlp, --lr 1.0 cannot "
-                     f"change (the run has --arch simple_cnn, --lr 0.01)")
-    assert "hint: only --epochs (more) and --quiet go with --resume" in err
+                     f"change (the run has --arch xresnet, --lr 0.01)")
+    assert "hint: only --epochs (more), --quiet and the machine settings --threads, --workers and --cache go" in err
     rc, _, err = run(capsys, "train-vision", "--resume", folder, "--epochs", "0")
     assert rc == 2 and "--epochs 0 is fewer than the 1 the run was started with" in err
     assert [r["epoch"] for r in metrics_rows(folder)] == ["0"]  # nothing trained
-    rc, out, err = run(capsys, "train-vision", "--resume", folder, "--epochs", "2", "--arch", "simple_cnn")
+    rc, out, err = run(capsys, "train-vision", "--resume", folder, "--epochs", "2", "--arch", "xresnet")
     assert rc == 0, err  # repeating an option as it was is fine
     assert "--epochs 2: the run was started with --epochs 1; it now trains to 2 epochs" in out
     assert [r["epoch"] for r in metrics_rows(folder)] == ["0", "1"]
     assert json.loads((folder / "config.json").read_text())["options"]["epochs"] == 2
+
+
+@requires_fmnist
+def test_resume_uses_the_threads_workers_and_cache_given(png_dir, tmp_path, capsys, monkeypatch):
+    """Threads, data workers and the decoded cache are settings of the machine: a resumed run takes them from the
+    command line, uses them, says so and records them (the run's own options stay)."""
+    from deepfit.commands import vision
+    from deepfit.learner.checkpoint import CheckpointCallback
+
+    seen: dict[str, list] = {"threads": [], "workers": [], "cache": []}
+    build, save = vision.build_vision_dls, CheckpointCallback.after_epoch
+
+    def build_dls(args, *a, **k):
+        seen["workers"].append(args.workers)
+        seen["cache"].append(args.cache)
+        return build(args, *a, **k)
+
+    def after_epoch(self):
+        seen["threads"].append(torch.get_num_threads())
+        save(self)
+
+    monkeypatch.setattr(vision, "build_vision_dls", build_dls)
+    monkeypatch.setattr(CheckpointCallback, "after_epoch", after_epoch)
+    args = ["train-vision", png_dir, "--epochs", "1", "--lr", "1e-2", *QUICK, "--out", tmp_path, "--name", "m"]
+    rc, out, err = run(capsys, *args, "--threads", "1", "--workers", "0")
+    assert rc == 0, err
+    folder = tmp_path / "m"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["resolved"]["threads"] == {"threads": 1, "reason": "requested"}
+    assert "1 thread(s): requested" in out
+    rc, out, err = run(capsys, "train-vision", "--resume", folder, "--epochs", "2", "--threads", "2", "--workers", "1",
+                       "--cache")
+    assert rc == 0, err
+    assert seen == {"threads": [1, 2], "workers": [0, 1], "cache": [False, True]}
+    assert "deepfit: --threads 2: this session's setting (the run was started with 1)" in out
+    assert "deepfit: --workers 1: this session's setting (the run was started with 0)" in out
+    config = json.loads((folder / "config.json").read_text())
+    assert (config["options"]["threads"], config["options"]["workers"], config["options"]["cache"]) == (2, 1, True)
+    assert config["resolved"]["threads"] == {"threads": 2, "reason": "requested"}
+    assert config["options"]["lr"] == 0.01 and config["options"]["epochs"] == 2
+    assert [r["epoch"] for r in metrics_rows(folder)] == ["0", "1"]
+
+
+def test_best_and_last_epochs_by_the_first_metric_or_the_loss(tmp_path):
+    """The rule behind metrics.json's `best` and the line that says which epoch was exported."""
+    from types import SimpleNamespace
+
+    from deepfit.commands.training import best_and_last, describe_epochs
+
+    rows = [{"epoch": 0, "train_loss": 1.0, "valid_loss": 0.9, "accuracy": 0.5},
+            {"epoch": 1, "train_loss": 0.8, "valid_loss": 0.7, "accuracy": 0.8},
+            {"epoch": 2, "train_loss": 0.6, "valid_loss": 0.6, "accuracy": 0.7}]
+    recorder = SimpleNamespace(table=lambda: rows)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "best.pth").write_bytes(b"")
+    run_dir = SimpleNamespace(best_weights=tmp_path / "models" / "best.pth")
+    with_metric = SimpleNamespace(recorder=recorder, metrics=[SimpleNamespace(name="accuracy")], cbs=[recorder])
+    best_cb = SimpleNamespace(monitor="accuracy", best_epoch=1)
+    epochs = best_and_last(with_metric, best_cb, run_dir)
+    assert epochs["best"] == {**rows[1], "monitor": "accuracy", "mode": "max", "exported": True}
+    assert epochs["last"] == rows[2]
+    assert describe_epochs(epochs) == ("best model: epoch 1 by highest accuracy (accuracy 0.8000), exported "
+                                       "(export/, models/best.pth); last epoch 2 (accuracy 0.7000)")
+    no_metric = SimpleNamespace(recorder=recorder, metrics=[], cbs=[recorder])
+    epochs = best_and_last(no_metric, SimpleNamespace(monitor="valid_loss", best_epoch=2), run_dir)
+    assert (epochs["best"]["epoch"], epochs["best"]["monitor"], epochs["best"]["mode"]) == (2, "valid_loss", "min")
+    assert describe_epochs(epochs).startswith("best model: epoch 2 by lowest valid_loss (valid_loss 0.6000)")
+    epochs = best_and_last(no_metric, None, run_dir)  # the last phase trained no epoch: nothing saved as best
+    assert describe_epochs(epochs) == "best model: the last epoch (2) is exported (no best epoch was saved)"
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")

@@ -8,8 +8,9 @@ import json
 import pytest
 import torch
 
-from deepfit.cli import main
+from deepfit.commands.vision_defaults import DEMO_RECIPE
 from deepfit.learner.export import load_learner
+from deepfit.recipes import get_recipe
 from deepfit.run import RunDir
 from tests.helpers.cli import TINY, kill_after_first_epoch, metrics_rows, run
 from tests.helpers.data import requires_fmnist
@@ -31,9 +32,21 @@ def test_train_vision_writes_every_file(vision_run):
     assert config["options"]["mixup"] == 0.4 and config["options"]["lr"] == "auto"
     assert config["resolved"]["lr"] > 0 and len(config["resolved"]["classes"]) == 10
     assert config["rerun"].startswith("deepfit train-vision ")
+    # 28-px images without --recipe: the demo recipe's settings, written out as options
+    demo = get_recipe(DEMO_RECIPE)
+    assert config["options"]["recipe"] == DEMO_RECIPE and config["options"]["arch"] == demo.arch
+    assert config["options"]["augment"] == demo.augment and config["options"]["channels_last"] == demo.channels_last
+    assert config["resolved"]["settings"]["arch_kwargs"] == demo.arch_kwargs
+    # threads and precision: how many / which, and why
+    assert config["resolved"]["threads"]["threads"] >= 1 and config["resolved"]["threads"]["reason"]
+    precision = config["resolved"]["precision"]
+    assert precision["precision"] in ("fp32", "bf16") and precision["reason"]
     assert [r["epoch"] for r in metrics_rows(vision_run)] == ["0"]
     results = json.loads((vision_run / "metrics.json").read_text())
     assert 0 <= results["valid_best"]["accuracy"] <= 1 and 0 <= results["valid_tta_accuracy"] <= 1
+    assert results["tta_passes"] == 4  # --tta alone
+    assert results["best"]["epoch"] == results["last"]["epoch"] == 0 and results["best"]["exported"]
+    assert (results["best"]["monitor"], results["best"]["mode"]) == ("accuracy", "max")
 
 
 @requires_fmnist
@@ -73,8 +86,10 @@ def test_predict_matches_python_api(vision_run, png_dir, capsys):
 def test_summary_and_export(vision_run, capsys):
     rc, out, _ = run(capsys, "summary", vision_run)
     assert rc == 0
-    assert "valid_loss" in out and "simple_cnn" in out and "models/best.pth" in out
+    assert "valid_loss" in out and "xresnet" in out and "models/best.pth" in out
     assert "validation with TTA: accuracy" in out and "--lr auto" in out  # metrics.json and the rerun line
+    assert "best epoch by accuracy (highest): 0 (" in out and "exported (export/, models/best.pth)" in out
+    assert "last epoch: 0 (accuracy " in out
     rc, out, err = run(capsys, "export", vision_run, "--torchscript")
     assert rc == 0, err
     ts = torch.jit.load(str(vision_run / "export" / "model.torchscript.pt"))
@@ -114,7 +129,9 @@ def test_a_second_writer_is_refused(vision_run, capsys):
 def test_resume_continues_a_killed_run(png_dir, tmp_path, capsys, monkeypatch):
     args = ["train-vision", str(png_dir), "--epochs", "2", "--bs", "16", "--lr", "1e-2", "--quiet", "--out",
             str(tmp_path)]
-    assert main([*args, "--name", "whole"]) == 0
+    rc, out, err = run(capsys, *args, "--name", "whole")
+    assert rc == 0, err
+    _check_best_epoch(tmp_path / "whole", out)
     with monkeypatch.context() as m:
         kill_after_first_epoch(m)
         rc, _, err = run(capsys, *args, "--name", "killed")
@@ -130,6 +147,27 @@ def test_resume_continues_a_killed_run(png_dir, tmp_path, capsys, monkeypatch):
     b = torch.load(killed / "models" / "last.pt", weights_only=True)["model"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    _check_best_epoch(killed, out)  # the best epoch survives the interruption (the tracker is checkpointed)
+    assert json.loads((killed / "metrics.json").read_text())["best"]["epoch"] == \
+        json.loads((tmp_path / "whole" / "metrics.json").read_text())["best"]["epoch"]
+
+
+def _check_best_epoch(folder, out: str) -> None:
+    """metrics.json's best epoch is the one with the highest accuracy (the first metric), the output names it, and
+    the export holds its weights (models/best.pth)."""
+    results = json.loads((folder / "metrics.json").read_text())
+    history = results["history"]
+    best, last = results["best"], results["last"]
+    assert (best["monitor"], best["mode"], best["exported"]) == ("accuracy", "max", True)
+    top = max(history, key=lambda r: r["accuracy"])  # the earliest of equal values, as SaveBestModel
+    assert best["epoch"] == top["epoch"] and best["accuracy"] == top["accuracy"]
+    assert last == history[-1] and last["epoch"] == 1
+    assert f"best model: epoch {best['epoch']} by highest accuracy (accuracy {best['accuracy']:.4f}), exported" in out
+    assert f"last epoch 1 (accuracy {last['accuracy']:.4f})" in out
+    exported = load_learner(folder / "export").model.state_dict()
+    saved = torch.load(folder / "models" / "best.pth", weights_only=True)
+    for k, v in saved.items():
+        torch.testing.assert_close(exported[k], v, msg=k)
 
 
 @requires_fmnist
@@ -187,3 +225,56 @@ def test_name_outside_out_is_refused(tmp_path, capsys):
     assert err.splitlines()[0] == ("deepfit: error: argument --name: '../../X' is not a plain folder name (the run "
                                    "folder is made inside --out)")
     assert not (tmp_path / "X").exists() and not (tmp_path.parent / "X").exists()
+
+
+@requires_fmnist
+def test_recipe_sets_the_options_given_ones_win_and_a_crop_preset_never_flips(png_dir, tmp_path, capsys,
+                                                                               monkeypatch):
+    """`--recipe fmnist_fast --augment crop`: the recipe's model, schedule and TTA passes, no flip in training or
+    TTA (TTA uses only the label-preserving transforms of the preset in use)."""
+    from deepfit.data.transforms import Flip
+
+    def no_flip(self, x):
+        raise AssertionError("a flip with --augment crop")
+
+    monkeypatch.setattr(Flip, "__call__", no_flip)
+    recipe = get_recipe("fmnist_fast")
+    rc, out, err = run(capsys, "train-vision", png_dir, "--recipe", "fmnist_fast", "--augment", "crop", *TINY,
+                       "--out", tmp_path, "--name", "r")
+    assert rc == 0, err
+    folder = tmp_path / "r"
+    config = json.loads((folder / "config.json").read_text())
+    options, settings = config["options"], config["resolved"]["settings"]
+    assert (options["recipe"], options["augment"], options["epochs"], options["bs"]) == ("fmnist_fast", "crop", 1, 16)
+    assert (options["arch"], options["lr"], options["label_smoothing"], options["tta"], options["channels_last"]) == \
+        (recipe.arch, recipe.lr, recipe.label_smoothing, recipe.tta, recipe.channels_last)
+    assert settings["arch_kwargs"] == recipe.arch_kwargs and settings["wd"] == recipe.wd
+    assert "settings from recipe fmnist_fast; given on the command line: --epochs, --bs, --augment" in out
+    assert f"validation with TTA ({recipe.tta} passes)" in out
+    assert json.loads((folder / "metrics.json").read_text())["tta_passes"] == recipe.tta
+    learn = load_learner(folder / "export")
+    assert learn.spec["kwargs"]["widths"] == recipe.arch_kwargs["widths"]  # the recipe's widths are exported
+
+
+@requires_fmnist
+@pytest.mark.parametrize("fp32_s, bf16_s, chosen", [(0.2, 0.1, "bf16"), (0.1, 0.2, "fp32")])
+def test_precision_auto_says_and_records_what_it_chose(fp32_s, bf16_s, chosen, png_dir, tmp_path, capsys,
+                                                        monkeypatch):
+    """`--precision auto` (the default) on a CPU with native bf16: the probe decides (mocked here: no timing)."""
+    from deepfit.learner import auto_precision
+
+    monkeypatch.setenv("DEEPFIT_DATA", str(tmp_path / "cache"))  # the probe's cache
+    monkeypatch.setattr(auto_precision, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(auto_precision, "probe_bf16", lambda model, xb, device_type="cpu", reps=3: (fp32_s, bf16_s))
+    rc, out, err = run(capsys, "train-vision", png_dir, "--epochs", "0", "--bs", "16", "--quiet", "--out", tmp_path,
+                       "--name", chosen)
+    assert rc == 0, err
+    precision = json.loads((tmp_path / chosen / "config.json").read_text())["resolved"]["precision"]
+    assert precision["precision"] == chosen and precision["probe_seconds"] == {"fp32": fp32_s, "bf16": bf16_s}
+    assert ("faster" if chosen == "bf16" else "not faster") in precision["reason"]
+    assert f"deepfit: precision {chosen}: {precision['reason']}" in out
+    rc, out, err = run(capsys, "train-vision", png_dir, "--epochs", "0", "--bs", "16", "--quiet", "--out", tmp_path,
+                       "--name", chosen + "32", "--precision", "fp32")
+    assert rc == 0, err
+    precision = json.loads((tmp_path / (chosen + "32") / "config.json").read_text())["resolved"]["precision"]
+    assert precision == {"precision": "fp32", "loss_scale": False, "reason": "requested (--precision fp32)"}

@@ -32,6 +32,7 @@ from ..run import BEST_NAME, LAST_NAME, METRICS_FILE, TENSORBOARD_DIR, Phase, Ru
 from ..safe_io import safe_torch_load
 from ..threads import set_threads
 from .errors import CLIError
+from .stages import RunBestModel, StageCSVLogger
 
 MAIN_PHASE = "checkpoint"  # the checkpoint prefix of the main phase (models/checkpoint_<n>.pt)
 
@@ -90,6 +91,7 @@ class TrainJob:
     save_files: Callable[[RunDir], Any] | None = None  # more files of a new run (a vocabulary)
     after: Callable[[Any, RunDir], dict[str, Any]] | None = None  # more results of the best model
     lr_finder: Callable[[Any, Path], float] | None = None  # --lr auto (default: find_lr's suggestion)
+    stage_of: Callable[[Any], int] | None = None  # staged runs: metrics.csv's `stage` column (1-based)
 
 
 def train(args: argparse.Namespace, command: str, job: TrainJob) -> int:
@@ -102,6 +104,7 @@ def train(args: argparse.Namespace, command: str, job: TrainJob) -> int:
     run = RunDir.open(args.resume) if resuming else RunDir.create(args.out, args.name)
     with run.lock():
         learn.path = run.path
+        say(f"deepfit: training {job.title} on {job.data}; run folder {run.path}")  # first: the data and its split
         machine = {"threads": threads_choice(args), "precision": precision_choice(learn, args.precision)}
         say(describe_machine(machine["precision"], machine["threads"]))
         if resuming:
@@ -110,7 +113,6 @@ def train(args: argparse.Namespace, command: str, job: TrainJob) -> int:
         else:
             lr = _start(args, command, job, run, phases, machine)
         learn.lr = lr
-        say(f"deepfit: training {job.title} on {job.data}; run folder {run.path}")
         start = time.perf_counter()
         try:
             best_cb = _train_phases(job, run, phases, lr, _hparams(args, lr), resuming)
@@ -195,9 +197,12 @@ def _hparams(args: argparse.Namespace, lr: float) -> dict[str, Any]:
     return {**flat, "lr": lr}
 
 
-def run_callbacks(run: RunDir, hparams: dict[str, Any], checkpoint_name: str) -> list:
-    """Logging and checkpoint callbacks of a phase: metrics.csv, TensorBoard, a checkpoint every epoch."""
-    cbs = [CSVLogger(run.file(METRICS_FILE), append=True),  # one file over every fit of the run
+def run_callbacks(run: RunDir, hparams: dict[str, Any], checkpoint_name: str,
+                  stage_of: Callable[[Any], int] | None = None) -> list:
+    """Logging and checkpoint callbacks of a phase: metrics.csv (with a `stage` column when `stage_of` says each
+    epoch's stage), TensorBoard, a checkpoint every epoch."""
+    csv_path = run.file(METRICS_FILE)  # one file over every fit of the run
+    cbs = [CSVLogger(csv_path, append=True) if stage_of is None else StageCSVLogger(csv_path, stage_of),
            CheckpointCallback(every="epoch", keep_last=2, name=checkpoint_name)]
     try:
         import tensorboard  # noqa: F401 - optional
@@ -219,9 +224,9 @@ def _train_phases(job: TrainJob, run: RunDir, phases: list[Phase], lr: float, hp
     for i, phase, checkpoint in run.pending_phases(phases, resuming):
         if job.before_phase is not None:
             job.before_phase(phase)
-        cbs = run_callbacks(run, hparams, phase.name)
+        cbs = run_callbacks(run, hparams, phase.name, job.stage_of)
         if i == len(phases) - 1:
-            best = SaveBestModel(fname=BEST_NAME, load_at_end=False)
+            best = RunBestModel(fname=BEST_NAME, load_at_end=False)  # best over every fit (stage) of the phase
             cbs.append(best)
         kwargs = {"resume": checkpoint} if checkpoint is not None else {}
         if checkpoint is not None:

@@ -126,6 +126,12 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "task": (("--task",), dict(choices=("vision", "lm"), default="vision",
                                help="vision: DATA and options as train-vision; lm: DATA is TEXT, options as train-lm")),
     "valid_pct": (("--valid-pct",), dict(type=probability, default=None, help="fraction of the texts held out")),
+    "valid_col": (("--valid-col",), dict(metavar="NAME", default=None,
+                                         help="the CSV column that marks the validation rows (True/False or 1/0); "
+                                              "default: 'is_valid' when the CSV has one")),
+    "unlabelled": (("--unlabelled",), dict(metavar="PATH", default=None,
+                                           help="more training text (a file, a CSV's 'text' column or a folder): "
+                                                "added to TEXT's training texts, never used for validation")),
     "n_train": (("--n-train",), dict(type=positive_int, default=None,
                                      help="train on a seeded random subset of this size")),
     "n_valid": (("--n-valid",), dict(type=positive_int, default=None,
@@ -169,6 +175,10 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "weights": (("--weights",), dict(default=None, metavar="FILE",
                                      help="local pretrained weights (state dict or deepfit checkpoint) for the "
                                           "architecture's body; a new head is trained on top")),
+    "from": (("--from",), dict(metavar="RUN_DIR|FILE", default=None,
+                               help="fine-tune this pretrained AWD-LSTM language model (a train-lm run, or a file "
+                                    "written by save_pretrained) on TEXT, with TEXT's vocabulary (the rows of known "
+                                    "tokens are copied); its sizes replace --emb-sz/--n-hid/--n-layers")),
     "lm": (("--lm",), dict(metavar="RUN_DIR", default=None,
                            help="a train-lm run (AWD-LSTM): ULMFiT fine-tuning with gradual unfreezing on its "
                                 "encoder")),
@@ -207,8 +217,9 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "freeze_epochs": (("--freeze-epochs",), dict(type=non_negative_int, default=0,
                                                  help="first train only the new head for this many epochs (needs "
                                                       "--weights)")),
-    "stages": (("--stages",), dict(type=stage_epochs, default="1,1,1,2",
-                                   help="ULMFiT: epochs of the 4 stages (head, last 2 groups, last 3, all)")),
+    "stages": (("--stages",), dict(type=stage_epochs, default=None,
+                                   help="ULMFiT: epochs of the 4 stages (head, last 2 groups, last 3, all); "
+                                        "default: fit_ulmfit's")),
     "num_it": (("--num-it",), dict(type=positive_int, default=100, help="learning rates tried (one batch each)")),
     # results
     "tta": (("--tta",), dict(type=non_negative_int, nargs="?", const=4, default=0, metavar="N",
@@ -236,6 +247,12 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "onnx": (("--onnx",), dict(action="store_true", help="write export/model.onnx (needs onnx and onnxscript)")),
     "torchscript": (("--torchscript",), dict(action="store_true", help="write export/model.torchscript.pt")),
     "dataset": (("name",), dict(choices=BUILTIN, help="dataset name")),
+    "corpus": (("what",), dict(choices=("general", "fortunes", "debian", "all"),
+                               help="general: general.txt (WordNet glosses, Linux man pages, fortunes but the task's "
+                                    "topics), to pretrain a language model on; fortunes: fortunes4.csv (4 topics, "
+                                    "is_valid split); debian: debian_sections.csv (package descriptions by section) "
+                                    "and debian_unlabelled.txt; all: every one")),
+    "corpus_dir": (("folder",), dict(metavar="FOLDER", help="where the files are written")),
     "models_of": (("for_command",), dict(metavar="COMMAND", nargs="?", default=None, choices=ARCH_COMMANDS,
                                          help="list only the --arch values of this command, one per line: "
                                               + ", ".join(ARCH_COMMANDS))),
@@ -269,14 +286,15 @@ COMMANDS: dict[str, tuple[str, list[tuple[str | None, list[str]]]]] = {
         ("output", ["out"]),
     ]),
     "train-lm": ("train a language model (AWD-LSTM or a char RNN) on a text file, folder or fortunes", [
-        ("data", ["text", "valid_pct", "tokenizer", "max_texts", "max_vocab", "min_freq", "bptt"]),
-        ("model", ["arch", "emb_sz", "n_hid", "n_layers", "drop_mult"]),
-        ("training", ["epochs", "lr", "bs", "precision", "threads", "seed"]),
+        ("data", ["text", "valid_pct", "valid_col", "unlabelled", "tokenizer", "max_texts", "max_vocab", "min_freq",
+                  "bptt"]),
+        ("model", ["from", "arch", "emb_sz", "n_hid", "n_layers", "drop_mult"]),
+        ("training", ["freeze_epochs", "epochs", "lr", "bs", "precision", "threads", "seed"]),
         ("results", ["sample"]),
         ("run folder", RUN_FOLDER),
     ]),
     "train-classifier": ("train a text classifier: ULMFiT from a train-lm run (--lm), or an LSTM/BiLSTM", [
-        ("data", ["data", "valid_pct", "tokenizer", "max_texts", "max_vocab", "min_freq"]),
+        ("data", ["data", "valid_pct", "valid_col", "n_train", "tokenizer", "max_texts", "max_vocab", "min_freq"]),
         ("labels", ["multi_label"]),
         ("model", ["lm", "arch", "embeddings", "emb_sz", "n_hid", "n_layers"]),
         ("training", ["stages", "epochs", "lr", "bs", "precision", "threads", "seed"]),
@@ -293,6 +311,8 @@ COMMANDS: dict[str, tuple[str, list[tuple[str | None, list[str]]]]] = {
         (None, ["run_dir", "onnx", "torchscript"]),
     ]),
     "download": ("fetch a dataset into the cache folder ($DEEPFIT_DATA)", [(None, ["dataset"])]),
+    "corpus": ("write text corpora built from installed Debian packages (no download): a general corpus to "
+               "pretrain a language model on, and labelled tasks", [(None, ["corpus", "corpus_dir"])]),
     "models": ("list the architectures each command's --arch accepts", [(None, ["models_of"])]),
 }
 
@@ -323,14 +343,28 @@ OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "out": dict(default=".", help="folder for lr_find.png"),
     },
     "train-lm": {
-        "valid_pct": dict(default=0.1),
+        "text": dict(help="a text file, a folder of text files, a fortunes file/folder (entries split at '%%' "
+                          "lines), or a CSV file with a 'text' column; split by the CSV's is_valid column or "
+                          "TEXT/train/ and TEXT/valid/ when given"),
+        "valid_pct": dict(help="hold out this fraction at random when TEXT gives no split (default: 0.1)"),
         "arch": dict(choices=tuple(LM_ARCHS), default="awd_lstm", help="language model"),
-        "epochs": dict(default=1), "lr": dict(default="2e-3"), "bs": dict(default=32),
+        "freeze_epochs": dict(default=None, help="with --from: first train only the embeddings and the decoder for "
+                                                 "this many epochs (default: 1 with --from)"),
+        "drop_mult": dict(default=None, help="multiplies every dropout (AWD-LSTM; default: "
+                                             "deepfit.text.learner's LM_DROP_MULT)"),
+        "epochs": dict(default=1),
+        "lr": dict(default=None, help="peak learning rate, or 'auto' to run lr_find and use a rate safe for a "
+                                      "language model (default: deepfit.text.learner's LM_LR for awd_lstm, 2e-3 for "
+                                      "char models)"),
+        "bs": dict(default=32),
     },
     "train-classifier": {
         "data": dict(help="a folder with one subfolder of .txt files per class, a fortunes folder (one file per "
-                          "class), or a CSV file with 'text' and 'label' columns"),
-        "valid_pct": dict(default=0.2),
+                          "class), or a CSV file with 'text' and 'label' columns; split by the CSV's is_valid "
+                          "column or DATA/train/ and DATA/valid/ when given"),
+        "valid_pct": dict(help="hold out this fraction at random when DATA gives no split (default: 0.2)"),
+        "n_train": dict(help="train on a seeded random subset of this many of the training texts (fewer labels; "
+                             "the validation texts stay)"),
         "tokenizer": dict(help="word (spaCy rules) or char; default: the --lm run's, else word"),
         "multi_label": dict(help="several labels per text: DATA is a CSV file whose 'label' column holds them "
                                  "separated by spaces (binary cross-entropy, accuracy_multi and F1)"),
@@ -338,7 +372,11 @@ OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "emb_sz": dict(default=100, help="embedding size (lstm/bilstm without --embeddings)"),
         "n_hid": dict(default=128, help="hidden size (lstm/bilstm; AWD-LSTM from scratch)"),
         "n_layers": dict(default=1, help="recurrent layers (lstm/bilstm)"),
-        "epochs": dict(default=3), "lr": dict(default="1e-2"), "bs": dict(default=32),
+        "epochs": dict(default=3, help="number of epochs (one-cycle schedule; with --lm, --stages instead)"),
+        "lr": dict(default=None, help="peak learning rate (with --lm: of the head stage, fit_ulmfit's base rate), "
+                                      "or 'auto' to run lr_find and use a rate safe for the stage (default: "
+                                      "fit_ulmfit's with --lm, else 1e-2)"),
+        "bs": dict(default=32),
     },
     "generate": {
         "run_dir": dict(help="a run folder written by train-lm"),
@@ -358,6 +396,7 @@ HANDLERS: dict[str, tuple[str, str]] = {
     "summary": ("summary", "cmd_summary"),
     "export": ("export", "cmd_export"),
     "download": ("download", "cmd_download"),
+    "corpus": ("corpus", "cmd_corpus"),
     "models": ("models", "cmd_models"),
 }
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from deepfit.learner.export import load_learner
-from tests.helpers.data import requires_fortunes
 from tests.helpers.cli import TINY, metrics_rows, run
+from tests.helpers.data import requires_fortunes
 
 
 @requires_fortunes
@@ -25,8 +25,11 @@ def test_ulmfit_classifier_from_lm_run(awd_lm_run, fortunes_dir, tmp_path, capsy
     res = json.loads(out)[0]
     assert res["prediction"] == load_learner(run_dir / "export").predict(text)[0]
     assert res["prediction"] in ("food", "love")
-    rc, _, err = run(capsys, "train-classifier", "--resume", run_dir)
-    assert rc == 2 and "a ULMFiT run (--lm) cannot be resumed" in err
+    rc, out, err = run(capsys, "train-classifier", "--resume", run_dir)  # a finished run: nothing left to train
+    assert rc == 0, err
+    assert "ended ULMFiT stage 4/4" in out and len(metrics_rows(run_dir)) == 2
+    rc, _, err = run(capsys, "train-classifier", "--resume", run_dir, "--epochs", "5")
+    assert rc == 2 and "a ULMFiT run (--lm) trains its --stages epochs" in err
 
 
 @requires_fortunes

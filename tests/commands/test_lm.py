@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
-from tests.helpers.data import requires_fortunes
+import torch
+
 from tests.helpers.cli import TINY, kill_after_first_epoch, metrics_rows, run
+from tests.helpers.data import requires_fortunes
 
 
 @requires_fortunes
@@ -46,4 +48,7 @@ def test_train_lm_resume(fortunes_dir, tmp_path, capsys, monkeypatch):
 @requires_fortunes
 def test_awd_lstm_lm_saves_its_encoder(awd_lm_run):
     assert (awd_lm_run / "models" / "encoder.pth").is_file()
+    data = torch.load(awd_lm_run / "models" / "lm.pth", weights_only=True)  # what train-lm --from starts from
+    assert data["kind"] == "language_model" and data["itos"] == json.loads((awd_lm_run / "vocab.json").read_text())[
+        "itos"]
     assert json.loads((awd_lm_run / "config.json").read_text())["resolved"]["tokenizer"] == "word"

@@ -23,7 +23,7 @@ from ..run import Phase, RunDir
 from ..safe_io import safe_torch_load
 from ..text.callbacks import RNNResetCallback
 from ..text.generate import generate
-from ..text.learner import language_model_learner
+from ..text.learner import LM_DROP_MULT, LM_LR, language_model_learner
 from ..text.losses import FlatCrossEntropyLoss
 from ..text.rules import SPECIAL_TOKENS
 from .errors import CLIError, UsageError
@@ -41,10 +41,8 @@ CHAR_LR = 2e-3  # --lr default of the char models
 
 def lm_defaults() -> tuple[float, float]:
     """`--lr` and `--drop-mult` defaults of an AWD-LSTM language model: deepfit.text.learner's `LM_LR` and
-    `LM_DROP_MULT` (measured in docs/ulmfit.md; 1e-2 and 0.3 where a version lacks them)."""
-    from ..text import learner as text_learner
-
-    return float(getattr(text_learner, "LM_LR", 1e-2)), float(getattr(text_learner, "LM_DROP_MULT", 0.3))
+    `LM_DROP_MULT` (measured in docs/ulmfit.md)."""
+    return LM_LR, LM_DROP_MULT
 
 
 # ---------------------------------------------------------------------------------------------- --from

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..learner.callbacks.hypers import AppliedHypers
 from ..learner.events import Callback
 from ..learner.learner import Learner
 from ..learner.metrics import Metric, Perplexity, accuracy, accuracy_multi
@@ -398,8 +399,6 @@ def fit_ulmfit(learn: Learner, lr: float = ULMFIT_LR, epochs: Sequence[int] = UL
     `trainable_groups`, `applied` (`lrs`: peak rate of each trainable group, `moms`: highest and lowest
     momentum, `wds`: weight decay of each trainable group, as the optimizer applied them) and `valid`.
     """
-    from .callbacks import AppliedHypers
-
     stages = ulmfit_plan(len(learn.parameter_groups()), lr, epochs, lr_divs, factor, group_factor)
     if not 0 <= start_stage < len(stages):
         raise ValueError(f"fit_ulmfit: start_stage must be in [0, {len(stages) - 1}], got {start_stage}")

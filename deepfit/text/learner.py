@@ -418,7 +418,9 @@ def fit_ulmfit(learn: Learner, lr: float = ULMFIT_LR, epochs: Sequence[int] = UL
             kw = dict(fit_kwargs, resume=resume) if resume is not None else fit_kwargs
             resume = None  # only the first stage run continues a checkpoint
             learn.fit_one_cycle(stage.epochs, stage.lr, moms=moms, cbs=[*extra_cbs, spy], **kw)
-            applied = dict(lrs=[spy.lrs[j] for j in trainable], moms=spy.moms, wds=[spy.wds[j] for j in trainable])
+            if spy.lrs:  # a stage resumed at its end trains no step: nothing was applied
+                applied = dict(lrs=[spy.lrs[j] for j in trainable], moms=spy.moms,
+                               wds=[spy.wds[j] for j in trainable])
         results.append(dict(stage=stage.index, label=stage.label, frozen_to=idx, lr=stage.lr,
                             trainable_groups=trainable, applied=applied,
                             valid=list(learn.recorder.last_valid) if stage.epochs > 0 else []))

@@ -1,5 +1,6 @@
 # deepfit: two commands.
-#   make demo   set everything up, train a CNN on Fashion-MNIST, evaluate it, write runs/<timestamp>/
+#   make demo   set everything up, train the demo recipe (deepfit.recipes.FMNIST_DEMO) on Fashion-MNIST,
+#               evaluate it on the test set, write runs/<timestamp>/
 #   make test   set everything up and run the tests
 # TORCH picks the torch requirement (default: the CPU build); a CUDA user runs `make demo TORCH=torch`.
 
@@ -11,7 +12,7 @@ DEEPFIT_DATA ?= $(HOME)/.cache/deepfit
 FMNIST_DEB := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 FORTUNES_DEB := /usr/share/games/fortunes/computers
 DEPS := numpy pillow matplotlib tqdm pytest ruff "spacy>=3.5" tensorboard safetensors onnx onnxscript onnxruntime
-DEMO_ARGS ?= --arch simple_cnn --epochs 3 --bs 256 --lr 3e-3
+DEMO_ARGS ?= --recipe fmnist_demo
 
 .PHONY: demo test setup data lint clean
 

@@ -97,6 +97,22 @@ def test_summary_and_export(vision_run, capsys):
 
 
 @requires_fmnist
+def test_summary_of_a_run_still_training_finds_the_best_epoch_in_metrics_csv(vision_run, tmp_path, capsys):
+    """Before metrics.json exists (a run in progress), summary picks the best epoch from metrics.csv by the same
+    rule: the first metric (accuracy, highest), else the validation loss."""
+    import shutil
+
+    folder = tmp_path / "training"
+    shutil.copytree(vision_run, folder)
+    (folder / "metrics.json").unlink()
+    rc, out, err = run(capsys, "summary", folder)
+    assert rc == 0, err
+    accuracy = float(metrics_rows(folder)[0]["accuracy"])
+    assert f"best epoch by accuracy (highest): 0 ({accuracy:.4f})" in out and "exported" not in out
+    assert f"last epoch: 0 (accuracy {accuracy:.4f})" in out
+
+
+@requires_fmnist
 def test_export_onnx_gives_the_same_outputs(vision_run, capsys):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")

@@ -24,8 +24,9 @@ def test_a_diverging_run_stops_with_one_line_and_exports_nothing(png_dir, tmp_pa
     assert rc == 1
     lines = err.strip().splitlines()
     assert len(lines) == 2, err
-    assert re.fullmatch(r"deepfit: error: training diverged: the (training loss became (nan|inf)|weights became NaN/inf) "
-                        r"at epoch \d, batch \d; lower --lr \(this run used --lr 1e\+06\)", lines[0]), lines[0]
+    assert re.fullmatch(r"deepfit: error: training diverged: the "
+                        r"(training loss became (nan|inf)|weights became NaN/inf) at epoch \d, batch \d; "
+                        r"lower --lr \(this run used --lr 1e\+06\)", lines[0]), lines[0]
     assert lines[1].startswith("hint: ") and "nothing was exported" in lines[1]
     folder = tmp_path / "nan"
     assert not (folder / "export").exists() and not (folder / "models" / "last.pt").exists()

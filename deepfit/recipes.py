@@ -151,19 +151,21 @@ def register_recipe(recipe: Recipe) -> Recipe:
 
 FMNIST_FAST = register_recipe(Recipe(
     name="fmnist_fast",
-    description="Fashion-MNIST in about two minutes on two CPU cores: a small XResNet, one-cycle, label smoothing, "
-                "pad-and-crop, channels-last, TTA",
-    arch="xresnet",
-    arch_kwargs=dict(layers=[1, 1], widths=[32, 64], stem_widths=[16, 32], stem_stride=2, stem_pool=False),
-    epochs=4, bs=256, lr=1e-2, label_smoothing=0.1, augment="standard", tta=4,
+    description="Fashion-MNIST at its best per second on two CPU cores: FastCNN (16/32/64, two convs in the last "
+                "two stages), one-cycle, label smoothing, pad-and-crop without flips, TTA",
+    arch="fast_cnn",
+    arch_kwargs=dict(widths=[16, 32, 64], n_convs=[1, 2, 2], pool_size=4, hidden=256, p=0.1),
+    epochs=6, bs=256, lr=1e-2, label_smoothing=0.1, augment="crop", tta=4,
+    measured="92.50% test accuracy, 92.81% with TTA, after 292 s of one busy CPU thread (search run b1)",
 ))
 
 FMNIST_DEMO = register_recipe(Recipe(
     name="fmnist_demo",
-    description="`make demo`: the fast recipe in fewer epochs",
-    arch="xresnet",
-    arch_kwargs=dict(layers=[1, 1], widths=[32, 64], stem_widths=[16, 32], stem_stride=2, stem_pool=False),
-    epochs=3, bs=256, lr=1e-2, label_smoothing=0.1, augment="standard", tta=0,
+    description="`make demo`: FastCNN (16/32/64), 6 epochs of one-cycle, label smoothing, no augmentation",
+    arch="fast_cnn",
+    arch_kwargs=dict(widths=[16, 32, 64], n_convs=[1, 1, 1], pool_size=4, hidden=256, p=0.1),
+    epochs=6, bs=256, lr=1e-2, label_smoothing=0.1, augment="none", tta=0,
+    measured="92.20% test accuracy after 6 epochs, 152 s of one busy CPU thread (search run b3)",
 ))
 
 

@@ -31,7 +31,7 @@ from .char_rnn import (
 )
 from .char_window import Char3ConcatModel, Char3Model, CharLoopLastModel, char_windows
 from .classic import VGG, AlexNet, BatchNorm, GoogLeNet, Inception, LeNet, NiN, lenet_bn, vgg, vgg11, vgg_block
-from .cnn import SimpleCNN, conv_bn_relu
+from .cnn import FastCNN, SimpleCNN, conv_bn_relu
 from .convnets import (
     BnLayer,
     ConvBnNet,
@@ -77,7 +77,8 @@ __all__ = [
     # registry
     "MODELS", "TASKS", "ModelSpec", "arch_names", "get_model", "model_config", "rebuild", "register", "spec",
     # vision
-    "MLP", "VGG", "AlexNet", "BatchNorm", "BnLayer", "ConvBnNet", "ConvBnNet2", "ConvLayer", "ConvNet", "ConvNet2",
+    "MLP", "FastCNN", "VGG", "AlexNet", "BatchNorm", "BnLayer", "ConvBnNet", "ConvBnNet2", "ConvLayer", "ConvNet",
+    "ConvNet2",
     "GoogLeNet", "Inception", "LeNet", "NiN", "ResBlock", "Resnet", "Resnet2", "ResnetLayer", "SimpleCNN",
     "SimpleNet", "XResNet", "apply_init", "conv_bn_relu", "init_cnn", "lenet_bn", "to_channels_last", "vgg",
     "vgg11", "vgg_block", "xresnet18", "xresnet34", "xresnet50", "xresnet101", "xresnet152",

@@ -42,3 +42,36 @@ class SimpleCNN(nn.Sequential):
 
 
 register("simple_cnn", SimpleCNN, "vision")
+
+
+class FastCNN(nn.Sequential):
+    """A plain CNN tuned for accuracy per second on small images (Fashion-MNIST's demo recipe).
+
+    For each width: `n_convs` conv-BN-ReLU blocks, then 2×2 max pooling; then adaptive average pooling to
+    `pool_size`×`pool_size`, flatten, Linear(→hidden) → ReLU → Dropout(p) → Linear(→n_out). Keeping a small
+    spatial map before the classifier (rather than one global average) is what lifts it above `SimpleCNN`.
+    """
+
+    def __init__(self, c_in: int = 1, n_out: int = 10, widths: tuple[int, ...] | list[int] = (16, 32, 64),
+                 n_convs: tuple[int, ...] | list[int] = (1, 1, 1), pool_size: int = 4, hidden: int = 256,
+                 p: float = 0.1):
+        if len(widths) != len(n_convs):
+            raise ValueError(f"FastCNN: widths {list(widths)} and n_convs {list(n_convs)} must have the same length")
+        layers: list[nn.Module] = []
+        ni = c_in
+        for width, n in zip(widths, n_convs):
+            for _ in range(n):
+                layers.append(conv_bn_relu(ni, width))
+                ni = width
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+        layers += [nn.AdaptiveAvgPool2d(pool_size), nn.Flatten(), nn.Linear(ni * pool_size * pool_size, hidden),
+                   nn.ReLU(inplace=True), nn.Dropout(p) if p > 0 else nn.Identity(), nn.Linear(hidden, n_out)]
+        super().__init__(*layers)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_normal_(m.weight)
+        self.config = dict(c_in=c_in, n_out=n_out, widths=list(widths), n_convs=list(n_convs), pool_size=pool_size,
+                           hidden=hidden, p=p)
+
+
+register("fast_cnn", FastCNN, "vision")

@@ -29,6 +29,7 @@ _XRES = dict(widths=(4, 4, 8, 8), stem_widths=(4, 4, 8))
 SMALL: dict[str, dict] = {
     "mlp": dict(hidden=[8], img_size=16),
     "simple_cnn": dict(width=4, hidden=8),
+    "fast_cnn": dict(widths=(4, 8), n_convs=(1, 2), pool_size=2, hidden=8),
     "simple_net": dict(hidden=[8], img_size=16),
     "conv_net": dict(widths=(4, 8, 8)),
     "conv_net2": dict(widths=(4, 8, 8)),

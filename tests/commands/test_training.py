@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from deepfit.cli import main
+from deepfit.commands.vision_defaults import DEMO_RECIPE
+from deepfit.recipes import get_recipe
 from tests.helpers.cli import metrics_rows, run
 from tests.helpers.data import requires_fmnist
 
@@ -73,12 +75,13 @@ def test_resume_refuses_options_that_cannot_change_and_takes_more_epochs(png_dir
     assert rc == 2
     first = err.splitlines()[0]
     assert first == (f"deepfit: error: --resume continues {folder} as it was started: --arch mlp, --lr 1.0 cannot "
-                     f"change (the run has --arch xresnet, --lr 0.01)")
+                     f"change (the run has --arch {get_recipe(DEMO_RECIPE).arch}, --lr 0.01)")
     assert "hint: only --epochs (more), --quiet and the machine settings --threads, --workers and --cache go" in err
     rc, _, err = run(capsys, "train-vision", "--resume", folder, "--epochs", "0")
     assert rc == 2 and "--epochs 0 is fewer than the 1 the run was started with" in err
     assert [r["epoch"] for r in metrics_rows(folder)] == ["0"]  # nothing trained
-    rc, out, err = run(capsys, "train-vision", "--resume", folder, "--epochs", "2", "--arch", "xresnet")
+    rc, out, err = run(capsys, "train-vision", "--resume", folder, "--epochs", "2", "--arch",
+                       get_recipe(DEMO_RECIPE).arch)
     assert rc == 0, err  # repeating an option as it was is fine
     assert "--epochs 2: the run was started with --epochs 1; it now trains to 2 epochs" in out
     assert [r["epoch"] for r in metrics_rows(folder)] == ["0", "1"]

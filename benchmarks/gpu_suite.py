@@ -298,10 +298,10 @@ def stage_throughput(device, smoke: bool, seconds: float) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- stage 3: fmnist
-GPU_RECIPE = dict(epochs=20, bs=512, lr=8e-3,
+GPU_RECIPE = dict(epochs=20, bs=512, lr=8e-3, arch="xresnet",
                   arch_kwargs=dict(layers=[2, 2, 2], widths=[64, 128, 256], stem_widths=[32, 32, 64], stem_stride=1,
                                    stem_pool=False))
-SMOKE_RECIPE = dict(epochs=1, bs=64, tta=0,
+SMOKE_RECIPE = dict(epochs=1, bs=64, tta=0, arch="xresnet",
                     arch_kwargs=dict(layers=[1], widths=[8], stem_widths=[8], stem_stride=2, stem_pool=False))
 
 

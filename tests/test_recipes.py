@@ -55,3 +55,18 @@ def test_a_short_recipe_run_learns_and_reports():
     assert result.train_seconds > 0 and "tiny: test accuracy" in result.summary()
     first = next(result.learn.model.parameters())
     assert first.is_contiguous(memory_format=torch.channels_last)  # the model trained channels-last
+
+
+def test_fast_cnn_pool_first_normalises_pooled_maps():
+    from torch import nn
+
+    plain = get_model("fast_cnn", c_in=1, n_out=10, widths=[4, 8], n_convs=[1, 2], hidden=8)
+    first = get_model("fast_cnn", c_in=1, n_out=10, widths=[4, 8], n_convs=[1, 2], hidden=8, pool_first=True)
+    kinds = [type(m) for m in first.modules() if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.BatchNorm2d)]
+    # stage 1: conv → pool → BN; stage 2: conv → BN (not its last), then conv → pool → BN
+    assert kinds == [nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d, nn.Conv2d, nn.BatchNorm2d,
+                     nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d]
+    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in first.parameters())
+    x = torch.randn(3, 1, 28, 28)
+    assert first(x).shape == plain(x).shape == (3, 10)
+    assert get_model(**first.config).config["pool_first"] is True

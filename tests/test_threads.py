@@ -132,5 +132,20 @@ def test_prefer_passive_wait(monkeypatch):
     assert threads.prefer_passive_wait() is False  # torch is already imported here: too late to matter
     assert "OMP_WAIT_POLICY" not in threads.os.environ
     monkeypatch.delitem(threads.sys.modules, "torch")
-    assert threads.prefer_passive_wait() is True
+    monkeypatch.setattr(threads, "machine_busy", lambda: False)
+    assert threads.prefer_passive_wait() is False  # an idle machine: spinning is faster
+    assert threads.prefer_passive_wait("always") is True
     assert threads.os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setattr(threads, "machine_busy", lambda: True)
+    assert threads.prefer_passive_wait() is True
+    with pytest.raises(ValueError, match="busy"):
+        threads.prefer_passive_wait("sometimes")
+
+
+def test_machine_busy(monkeypatch):
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (2.5, 1.0, 1.0))
+    assert threads.machine_busy()
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.3, 1.0, 1.0))
+    assert not threads.machine_busy()

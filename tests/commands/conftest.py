@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from deepfit.cli import main
-from tests.helpers.data import FORTUNES_DIR, fashion_mnist_available
 from tests.helpers.cli import TINY
+from tests.helpers.data import FORTUNES_DIR, fashion_mnist_available
 
 
 @pytest.fixture(scope="session")

@@ -247,8 +247,8 @@ def test_name_outside_out_is_refused(tmp_path, capsys):
 @requires_fmnist
 def test_recipe_sets_the_options_given_ones_win_and_a_crop_preset_never_flips(png_dir, tmp_path, capsys,
                                                                                monkeypatch):
-    """`--recipe fmnist_fast --augment crop`: the recipe's model, schedule and TTA passes, no flip in training or
-    TTA (TTA uses only the label-preserving transforms of the preset in use)."""
+    """`--recipe fmnist_fast --augment crop --tta 2`: the recipe's model and schedule, the given augmentation and TTA
+    passes, no flip in training or TTA (TTA uses only the label-preserving transforms of the preset in use)."""
     from deepfit.data.transforms import Flip
 
     def no_flip(self, x):
@@ -256,19 +256,19 @@ def test_recipe_sets_the_options_given_ones_win_and_a_crop_preset_never_flips(pn
 
     monkeypatch.setattr(Flip, "__call__", no_flip)
     recipe = get_recipe("fmnist_fast")
-    rc, out, err = run(capsys, "train-vision", png_dir, "--recipe", "fmnist_fast", "--augment", "crop", *TINY,
-                       "--out", tmp_path, "--name", "r")
+    rc, out, err = run(capsys, "train-vision", png_dir, "--recipe", "fmnist_fast", "--augment", "crop", "--tta", "2",
+                       *TINY, "--out", tmp_path, "--name", "r")
     assert rc == 0, err
     folder = tmp_path / "r"
     config = json.loads((folder / "config.json").read_text())
     options, settings = config["options"], config["resolved"]["settings"]
     assert (options["recipe"], options["augment"], options["epochs"], options["bs"]) == ("fmnist_fast", "crop", 1, 16)
     assert (options["arch"], options["lr"], options["label_smoothing"], options["tta"], options["channels_last"]) == \
-        (recipe.arch, recipe.lr, recipe.label_smoothing, recipe.tta, recipe.channels_last)
+        (recipe.arch, recipe.lr, recipe.label_smoothing, 2, recipe.channels_last)
     assert settings["arch_kwargs"] == recipe.arch_kwargs and settings["wd"] == recipe.wd
-    assert "settings from recipe fmnist_fast; given on the command line: --epochs, --bs, --augment" in out
-    assert f"validation with TTA ({recipe.tta} passes)" in out
-    assert json.loads((folder / "metrics.json").read_text())["tta_passes"] == recipe.tta
+    assert "settings from recipe fmnist_fast; given on the command line: --epochs, --bs, --augment, --tta" in out
+    assert "validation with TTA (2 passes)" in out
+    assert json.loads((folder / "metrics.json").read_text())["tta_passes"] == 2
     learn = load_learner(folder / "export")
     assert learn.spec["kwargs"]["widths"] == recipe.arch_kwargs["widths"]  # the recipe's widths are exported
 

@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from deepfit.learner.checkpoint import CheckpointCallback, find_last_checkpoint
-
 from tests.helpers import resume_worker as worker
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -256,13 +256,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     threads = set_threads(args.threads).threads
     recipe = recipe_from_args(args)
+    load = [os.getloadavg()[0]]
     results = [run_deepfit(args, recipe)]
+    load.append(os.getloadavg()[0])
     if args.fastai_python:
         results.append(run_fastai(args, recipe))
+        load.append(os.getloadavg()[0])
     print(report(results, recipe, threads))
+    print("load average (1 min) before, after deepfit" + (", after fastai" if args.fastai_python else "") + ": "
+          + ", ".join(f"{x:.2f}" for x in load))
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(args=vars(args), recipe=recipe.as_dict(), results=results),
-                                              indent=2))
+        Path(args.json).write_text(json.dumps(dict(args=vars(args), recipe=recipe.as_dict(), results=results,
+                                                   load_average=load), indent=2))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from ..models.registry import get_model
 from ..rng import seed_everything
 from ..run import Phase, RunDir
 from ..text.embeddings import load_embeddings
-from ..text.learner import ULMFIT_STAGES, fit_ulmfit, text_classifier_learner
+from ..text.learner import ULMFIT_FEATURE_LAYERS, ULMFIT_STAGES, fit_ulmfit, text_classifier_learner
 from .errors import CLIError, UsageError
 from .lm import ENCODER_NAME
 from .models import check_arch
@@ -175,7 +175,7 @@ def build_classifier_learner(args: argparse.Namespace, dls, vocab, lm_run: RunDi
             raise CLIError(f"'{lm_run.path}' has no saved encoder ({enc})", hint="give an AWD-LSTM train-lm run folder")
         cfg = None if enc is not None else dict(emb_sz=args.emb_sz, n_hid=args.n_hid, n_layers=max(args.n_layers, 1))
         learn = text_classifier_learner(dls, vocab=vocab, config=cfg, pretrained_encoder=enc, cbs=cbs,
-                                        metrics=metrics)
+                                        metrics=metrics, feature_layers=ULMFIT_FEATURE_LAYERS if enc else "last")
         learn.export_arch = name
         return learn
     emb_sz, weight = args.emb_sz, None

@@ -225,22 +225,35 @@ class AWD_LSTM(nn.Module):  # noqa: N801 - the architecture's name
         sizes = [self.n_hid] * (self.n_layers - 1) + [self.emb_sz]
         return [(ref.new_zeros(1, bs, n), ref.new_zeros(1, bs, n)) for n in sizes]
 
-    def forward(self, inp: Tensor) -> Tensor:
+    @property
+    def all_layers_sz(self) -> int:
+        """Width of `forward(..., all_layers=True)`: the embedding and every LSTM layer's outputs."""
+        return 2 * self.emb_sz + (self.n_layers - 1) * self.n_hid
+
+    def forward(self, inp: Tensor, all_layers: bool = False) -> Tensor:
+        """`(bs, seq_len)` ids → the last layer's outputs `(bs, seq_len, emb_sz)`.
+
+        With `all_layers=True`: the embedding (after embedding dropout, before input dropout) and the
+        outputs of every LSTM layer (before the dropout between layers), concatenated on the last
+        dimension: `(bs, seq_len, all_layers_sz)`.
+        """
         if inp.ndim != 2:
             raise ValueError(f"AWD_LSTM expects token ids of shape (bs, seq_len), got {tuple(inp.shape)}")
         bs = inp.size(0)
-        out = self.input_dp(self.encoder_dp(inp))
+        emb = self.encoder_dp(inp)
+        out = self.input_dp(emb)
         hidden = self.hidden
         if hidden is None or hidden[0][0].size(1) != bs or hidden[0][0].device != out.device:
             hidden = self._init_hidden(bs, out.detach())
-        new_hidden = []
+        new_hidden, layers = [], [emb]
         for i, rnn in enumerate(self.rnns):
             out, (h, c) = rnn(out, hidden[i])
             new_hidden.append((h.detach(), c.detach()))
+            layers.append(out)
             if i < self.n_layers - 1:
                 out = self.hidden_dps[i](out)
         self.hidden = new_hidden
-        return out
+        return torch.cat(layers, dim=-1) if all_layers else out
 
 
 class LinearDecoder(nn.Module):

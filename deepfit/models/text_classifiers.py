@@ -52,13 +52,20 @@ class SentenceEncoder(nn.Module):
     Returns `(outputs, mask)`: the outputs of the kept chunks `(bs, n_kept, n_out)` and a boolean
     mask `(bs, n_kept)`, True where the step is a real token among the text's last `max_len`.
     The module's state is reset at the start of each batch and carried from chunk to chunk.
+    `all_layers=True` calls `module(chunk, all_layers=True)` (an `AWD_LSTM`: the embedding and every
+    layer's outputs, concatenated) instead of `module(chunk)`.
     """
 
-    def __init__(self, module: nn.Module, bptt: int = 72, max_len: int = 72 * 20, pad_idx: int = 1):
+    def __init__(self, module: nn.Module, bptt: int = 72, max_len: int = 72 * 20, pad_idx: int = 1,
+                 all_layers: bool = False):
         super().__init__()
         if bptt < 1 or max_len < 1:
             raise ValueError(f"SentenceEncoder: bptt and max_len must be >= 1, got {bptt}, {max_len}")
         self.module, self.bptt, self.max_len, self.pad_idx = module, bptt, max_len, pad_idx
+        self.all_layers = all_layers
+
+    def _run(self, chunk: Tensor) -> Tensor:
+        return self.module(chunk, all_layers=True) if self.all_layers else self.module(chunk)
 
     def reset(self) -> None:
         if hasattr(self.module, "reset"):
@@ -77,16 +84,16 @@ class SentenceEncoder(nn.Module):
             chunk = x[:, i:i + self.bptt]
             if i + self.bptt <= first:
                 with torch.no_grad():
-                    self.module(chunk)
+                    self._run(chunk)
             else:
-                outs.append(self.module(chunk))
+                outs.append(self._run(chunk))
         out = torch.cat(outs, dim=1)
         pos = torch.arange(first, sl, device=x.device)
         mask = (pos < lengths[:, None]) & (pos >= keep_from[:, None])
         return out, mask
 
     def extra_repr(self) -> str:
-        return f"bptt={self.bptt}, max_len={self.max_len}, pad_idx={self.pad_idx}"
+        return f"bptt={self.bptt}, max_len={self.max_len}, pad_idx={self.pad_idx}, all_layers={self.all_layers}"
 
 
 def masked_concat_pool(out: Tensor, mask: Tensor) -> Tensor:
@@ -142,29 +149,33 @@ class PoolingLinearClassifier(nn.Module):
 
 def get_text_classifier(arch: str | type[nn.Module], vocab_sz: int, n_out: int, bptt: int = 72,
                         max_len: int = 72 * 20, lin_ftrs: Sequence[int] = (50,), ps: Sequence[float] | None = None,
-                        drop_mult: float = 1.0, **config: Any) -> SequentialRNN:
+                        drop_mult: float = 1.0, feature_layers: str = "last", **config: Any) -> SequentialRNN:
     """`SentenceEncoder(arch)` + `PoolingLinearClassifier`: `(bs, seq_len)` ids → `(bs, n_out)` logits.
 
     `config` overrides `AWD_LSTM_CLAS_CONFIG` (encoder sizes and dropouts; `output_p` is the
     dropout before the first linear layer of the head). `ps` gives the head's dropouts (default
-    `[output_p, 0.1, ...]`); `drop_mult` scales every dropout.
+    `[output_p, 0.1, ...]`); `drop_mult` scales every dropout. `feature_layers`: `"last"` pools the last
+    LSTM layer's outputs (ULMFiT's classifier), `"all"` the embedding and every layer's (docs/ulmfit.md).
     """
+    if feature_layers not in ("last", "all"):
+        raise ValueError(f"feature_layers must be 'last' or 'all', got {feature_layers!r}")
     if n_out < 1:
         raise ValueError(f"n_out (the number of classes) must be >= 1, got {n_out}")
     cls = resolve_arch(arch)
     enc_cfg, head_cfg = _split_config(cls, AWD_LSTM_CLAS_CONFIG, config, ("output_p",))
     enc_cfg = apply_drop_mult(enc_cfg, drop_mult)
     encoder = cls(vocab_sz, **enc_cfg)
-    n_feat = getattr(encoder, "emb_sz", enc_cfg.get("emb_sz"))
+    n_feat = encoder.all_layers_sz if feature_layers == "all" else getattr(encoder, "emb_sz", enc_cfg.get("emb_sz"))
     dims = [3 * n_feat, *lin_ftrs, n_out]
     head_ps = [head_cfg["output_p"]] + [0.1] * len(lin_ftrs) if ps is None else list(ps)
     head_ps = [p * drop_mult for p in head_ps]
     pad_idx = enc_cfg.get("pad_token", 1)
-    model = SequentialRNN(SentenceEncoder(encoder, bptt, max_len, pad_idx), PoolingLinearClassifier(dims, head_ps))
+    model = SequentialRNN(SentenceEncoder(encoder, bptt, max_len, pad_idx, all_layers=feature_layers == "all"),
+                          PoolingLinearClassifier(dims, head_ps))
     # the registered name of this classifier (`awd_lstm` → `awd_lstm_classifier`), so it exports and rebuilds
     model.config = dict(arch=f"{arch_name(cls)}_classifier", vocab_sz=vocab_sz, n_out=n_out, bptt=bptt,
                         max_len=max_len, lin_ftrs=list(lin_ftrs), ps=None if ps is None else list(ps),
-                        drop_mult=drop_mult, **config)
+                        drop_mult=drop_mult, feature_layers=feature_layers, **config)
     return model
 
 

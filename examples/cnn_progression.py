@@ -8,7 +8,7 @@ table of test accuracy and time, and checks the notes' ordering:
 MLP < ConvNet < ConvBnNet < Resnet < Resnet2 < Resnet2 + TTA.
 `--models` adds the intermediate steps (`conv_net2`, `conv_bn_net2`) or `xresnet18`.
 
-    python examples/cnn_progression.py                     # full data, 3 epochs each: ~20 CPU-minutes (1 thread)
+    python examples/cnn_progression.py                     # full data, 5 epochs each: ~34 CPU-minutes (1 thread)
     python examples/cnn_progression.py --seeds 0 1              # each model twice; table and ordering on the means
     python examples/cnn_progression.py --epochs 1 --n-train 10000 --models conv_net resnet
 
@@ -99,7 +99,7 @@ def ordering(rows: list[dict]) -> tuple[list[str], list[float]] | None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--bs", type=int, default=128)
     parser.add_argument("--n-train", type=int, default=None, help="train on a seeded subset (default: all 60,000)")
     parser.add_argument("--models", nargs="*", default=None,

@@ -298,6 +298,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return config
 
 
+#: options with a `--no-NAME` form whose default is None ("decide for me": argparse.BooleanOptionalAction with
+#: default None in `deepfit.cli.OPTIONS`; a test checks that the two agree): False differs from leaving the option
+#: out, so it is written as `--no-NAME`
+NEGATABLE_OPTIONS = frozenset({"channels_last"})
+
+
 def rerun_line(command: str, options: dict[str, Any]) -> str:
     """A `deepfit ...` command line that repeats a run with these options."""
     parts = ["deepfit", command]
@@ -305,7 +311,11 @@ def rerun_line(command: str, options: dict[str, Any]) -> str:
         if options.get(positional) is not None:
             parts.append(str(options[positional]))
     for k, v in options.items():
-        if k in ("data", "text", "name") or v is None or v is False:
+        if k in ("data", "text", "name") or v is None:
+            continue
+        if v is False:
+            if k in NEGATABLE_OPTIONS:
+                parts.append("--no-" + k.replace("_", "-"))
             continue
         flag = "--" + k.replace("_", "-")
         if isinstance(v, (list, tuple)):
@@ -327,5 +337,5 @@ def _versions() -> dict[str, str]:
     return out
 
 
-__all__ = ["CONFIG_FILE", "EXPORT_DIR", "METRICS_FILE", "RESULTS_FILE", "Phase", "RunDir", "RunDirError",
-           "is_plain_name", "read_config_file", "rerun_line"]
+__all__ = ["CONFIG_FILE", "EXPORT_DIR", "METRICS_FILE", "NEGATABLE_OPTIONS", "RESULTS_FILE", "Phase", "RunDir",
+           "RunDirError", "is_plain_name", "read_config_file", "rerun_line"]

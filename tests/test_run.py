@@ -55,6 +55,9 @@ def test_config_round_trip_and_rerun_line(tmp_path):
     assert config["rerun"] == "deepfit train-vision imgs --lr auto --epochs 2 --tta --stages 1,0,0,1"
     assert config["rerun"] == rerun_line("train-vision", options)
     assert read_config_file(run.path) == config  # the folder or its config.json
+    # an option with a --no- form given as False is written so; a plain flag left off is not
+    assert rerun_line("train-vision", {"data": "imgs", "channels_last": False, "cache": True, "quiet": False}) == \
+        "deepfit train-vision imgs --no-channels-last --cache"
     assert set(config["versions"]) >= {"deepfit"}
 
 
@@ -127,3 +130,14 @@ def test_lock_held_by_another_process_then_left_by_a_killed_one(tmp_path):
     assert (run.path / LOCK_FILE).exists()  # a killed writer leaves its lock file behind...
     with run.lock():  # ...but not its lock: a stale lock is taken over
         assert f"process {os.getpid()}" in (run.path / LOCK_FILE).read_text()
+
+
+def test_negatable_options_are_the_clis_boolean_optional_ones():
+    import argparse
+
+    from deepfit.cli import OPTIONS
+    from deepfit.run import NEGATABLE_OPTIONS
+
+    negatable = {name for name, (_, kwargs) in OPTIONS.items()
+                 if kwargs.get("action") is argparse.BooleanOptionalAction and kwargs.get("default") is None}
+    assert negatable == set(NEGATABLE_OPTIONS)

@@ -159,22 +159,31 @@ class InferenceLearner:
         (a list, and the boolean mask), or for a single output class 1 above it, else 0.
         """
         probs = self._forward(self.encode(item))[0].cpu()
+        decoded, idx = self._decode(probs)
+        return decoded, idx, probs
+
+    def _decode(self, probs: Tensor) -> tuple[Any, int | Tensor]:
+        """`(decoded, index)` of one item's probabilities (see `predict`)."""
         if self.spec.get("activation") == "sigmoid" and probs.ndim <= 1:
             thresh = float(self.spec.get("thresh", 0.5))
             if probs.numel() == 1:
                 idx = int(float(probs.reshape(())) > thresh)
-                return (self.vocab[idx] if self.vocab is not None and len(self.vocab) == 2 else idx), idx, probs
+                return (self.vocab[idx] if self.vocab is not None and len(self.vocab) == 2 else idx), idx
             mask = probs > thresh
             hits = mask.nonzero().flatten().tolist()
-            return ([self.vocab[i] for i in hits] if self.vocab is not None else hits), mask, probs
+            return ([self.vocab[i] for i in hits] if self.vocab is not None else hits), mask
         if probs.ndim == 1:
             idx = int(probs.argmax())
-            return (self.vocab[idx] if self.vocab is not None else idx), idx, probs
+            return (self.vocab[idx] if self.vocab is not None else idx), idx
         idx = probs.argmax(-1)
-        return idx, idx, probs
+        return idx, idx
 
     def predict_batch(self, items: Sequence[Any] | Tensor, bs: int = 64) -> tuple[list, Tensor]:
-        """Decoded predictions and probabilities for many items (paths, texts of equal token length, or a tensor)."""
+        """Decoded predictions and probabilities for many items (paths, texts of equal token length, or a tensor).
+
+        Each item is decoded as `predict` decodes it: the most likely class, or with a sigmoid activation every
+        label above the exported threshold (a list per item).
+        """
         outs = []
         for i in range(0, len(items), bs):
             chunk = items[i:i + bs]
@@ -184,8 +193,7 @@ class InferenceLearner:
                 xb = torch.cat([self.encode(it) for it in chunk])
             outs.append(self._forward(xb).cpu())
         probs = torch.cat(outs) if outs else torch.empty(0)
-        idx = probs.argmax(-1).tolist() if probs.ndim == 2 else []
-        decoded = [self.vocab[i] for i in idx] if self.vocab is not None else idx
+        decoded = [self._decode(row)[0] for row in probs] if probs.ndim == 2 else []
         return decoded, probs
 
 

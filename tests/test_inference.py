@@ -193,3 +193,21 @@ def test_model_file_names_a_file_of_the_folder_only(export_dir):
         spec["model_file"] = bad
         with pytest.raises(ExportError, match=r"learner.json: field 'model_file': "):
             validate_spec(spec, "learner.json")
+
+
+def test_predict_batch_decodes_each_item_as_predict_does_single_and_multi_label(export_dir):
+    """predict_batch gives the argmax class of a softmax export and, with a sigmoid, every label above the
+    threshold per item (it used to take the argmax of a multi-label export)."""
+    x = torch.randint(0, 256, (6, 1, 12, 12), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    learn = load_learner(export_dir)
+    decoded, probs = learn.predict_batch(x, bs=4)
+    assert probs.shape == (6, 3) and decoded == [learn.vocab[i] for i in probs.argmax(1).tolist()]
+    assert decoded == [learn.predict(item)[0] for item in x]
+
+    learn.spec["activation"], learn.activation = "sigmoid", torch.sigmoid
+    with torch.no_grad():  # a threshold with some labels on and some off
+        learn.spec["thresh"] = float(torch.sigmoid(learn.model(learn._convert(x))).median())
+    decoded, probs = learn.predict_batch(x, bs=4)
+    expected = [[learn.vocab[j] for j in range(3) if probs[i, j] > learn.spec["thresh"]] for i in range(6)]
+    assert decoded == expected and decoded == [learn.predict(item)[0] for item in x]
+    assert any(len(d) > 1 for d in decoded) and any(len(d) < 3 for d in decoded)

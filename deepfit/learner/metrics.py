@@ -18,8 +18,14 @@ if TYPE_CHECKING:
 
 
 def accuracy(pred: Tensor, target: Tensor, axis: int = -1) -> Tensor:
-    """Share of items whose arg-max prediction equals the target."""
-    return (pred.argmax(dim=axis) == target).float().mean()
+    """Share of items whose arg-max prediction equals the target (class indices: `pred`'s shape without `axis`)."""
+    decided = pred.argmax(dim=axis)
+    if target.shape != decided.shape:
+        hint = (" (multi-hot labels? use accuracy_multi)" if target.shape == pred.shape
+                else "")
+        raise ValueError(f"accuracy: predictions of shape {list(pred.shape)} need class-index targets of shape "
+                         f"{list(decided.shape)}, got {list(target.shape)}{hint}")
+    return (decided == target).float().mean()
 
 
 def error_rate(pred: Tensor, target: Tensor, axis: int = -1) -> Tensor:

@@ -17,6 +17,16 @@ def test_accuracy_and_error_rate():
     assert float(top_k_accuracy(pred, targ, k=2)) == 1.0
 
 
+def test_accuracy_refuses_targets_of_another_shape_and_points_multi_hot_to_accuracy_multi():
+    pred = torch.randn(4, 3)
+    with pytest.raises(ValueError, match=r"shape \[4, 3\] need class-index targets of shape \[4\], got \[4, 3\] "
+                                         r"\(multi-hot labels\? use accuracy_multi\)"):
+        accuracy(pred, torch.tensor([[1, 0, 1], [0, 1, 0], [0, 0, 1], [1, 1, 0]]))
+    with pytest.raises(ValueError, match=r"got \[4, 1\]$"):
+        accuracy(pred, torch.zeros(4, 1, dtype=torch.long))
+    assert float(accuracy(torch.randn(2, 5, 7), torch.zeros(2, 5, dtype=torch.long))) >= 0  # (bs, seq) targets
+
+
 def test_metric_weighted_by_batch_size_over_ragged_last_batch():
     # 10 items in batches of 4, 4, 2. The model predicts class 0 always; targets make the per-batch
     # accuracies 1.0, 0.0 and 0.5, so the unweighted batch mean would be 0.5 but the item mean is 0.5*... = 5/10.

@@ -24,7 +24,8 @@ def test_accuracy_refuses_targets_of_another_shape_and_points_multi_hot_to_accur
         accuracy(pred, torch.tensor([[1, 0, 1], [0, 1, 0], [0, 0, 1], [1, 1, 0]]))
     with pytest.raises(ValueError, match=r"got \[4, 1\]$"):
         accuracy(pred, torch.zeros(4, 1, dtype=torch.long))
-    assert float(accuracy(torch.randn(2, 5, 7), torch.zeros(2, 5, dtype=torch.long))) >= 0  # (bs, seq) targets
+    seq_pred = torch.randn(2, 5, 7)  # (bs, seq, vocab) predictions take (bs, seq) targets
+    assert float(accuracy(seq_pred, seq_pred.argmax(-1))) == 1.0
 
 
 def test_metric_weighted_by_batch_size_over_ragged_last_batch():

@@ -12,6 +12,7 @@ from deepfit.learner.optim import (
     build_param_groups,
     check_layer_groups,
     default_splitter,
+    fused_supported,
     get_hyper,
     lr_for_groups,
     n_layer_groups,
@@ -125,6 +126,36 @@ def test_weight_decay_is_decoupled(opt_func):
         assert isinstance(opt, SGDW)
     else:
         assert isinstance(opt, torch.optim.AdamW)
+
+
+def test_adam_uses_the_fused_kernel_where_it_can_and_takes_the_same_steps():
+    torch.manual_seed(0)
+    model = SimpleCNN(c_in=1, n_out=3, width=4, hidden=8)
+    twin = SimpleCNN(c_in=1, n_out=3, width=4, hidden=8)
+    twin.load_state_dict(model.state_dict())
+    start = [p.detach().clone() for p in model.parameters()]
+    groups = lambda m: build_param_groups(m, [list(m.parameters())], 1e-2, wd=0.1)  # noqa: E731
+    fused, loop = Adam(groups(model), lr=1e-2), Adam(groups(twin), lr=1e-2, fused=False)
+    assert fused.defaults.get("fused") is True and not loop.defaults.get("fused")
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 3, (16,))
+    for _ in range(5):
+        for m, opt in ((model, fused), (twin, loop)):
+            nn.functional.cross_entropy(m(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+    for a, b in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert all(not torch.equal(a, b) for a, b in zip(model.parameters(), start))
+
+
+def test_fused_is_not_used_for_integer_or_mixed_device_parameters():
+    assert fused_supported([nn.Parameter(torch.ones(3))])
+    assert fused_supported([{"params": [nn.Parameter(torch.ones(3))]}])
+    assert not fused_supported([])
+    assert not fused_supported([torch.ones(3, dtype=torch.long)])
+    assert not fused_supported([nn.Parameter(torch.ones(3)), nn.Parameter(torch.ones(3, device="meta"))])
+    opt = Adam([nn.Parameter(torch.ones(3, device="meta"))], lr=1e-3)
+    assert not opt.defaults.get("fused")
 
 
 def test_default_optimizer_is_adamw_with_wd():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor, nn
 
 from .registry import register
 
@@ -44,6 +44,21 @@ class SimpleCNN(nn.Sequential):
 register("simple_cnn", SimpleCNN, "vision")
 
 
+class AdaptiveAvgPool2dSkip(nn.AdaptiveAvgPool2d):
+    """`nn.AdaptiveAvgPool2d` that passes a map already of the output size through untouched.
+
+    Averaging one value is the identity, but torch still runs the pooling and its backward (about 3% of a
+    FastCNN training step on Fashion-MNIST's 4×4 maps); skipping it gives the same numbers faster.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        size = self.output_size if isinstance(self.output_size, tuple | list) else (self.output_size,) * 2
+        height, width = x.shape[-2:]
+        if (size[0] in (None, height)) and (size[1] in (None, width)):
+            return x
+        return super().forward(x)
+
+
 class FastCNN(nn.Sequential):
     """A plain CNN tuned for accuracy per second on small images (Fashion-MNIST's demo recipe).
 
@@ -75,7 +90,7 @@ class FastCNN(nn.Sequential):
                 ni = width
             if not pool_first:
                 layers.append(nn.MaxPool2d(2, ceil_mode=True))
-        layers += [nn.AdaptiveAvgPool2d(pool_size), nn.Flatten(), nn.Linear(ni * pool_size * pool_size, hidden),
+        layers += [AdaptiveAvgPool2dSkip(pool_size), nn.Flatten(), nn.Linear(ni * pool_size * pool_size, hidden),
                    nn.ReLU(inplace=True), nn.Dropout(p) if p > 0 else nn.Identity(), nn.Linear(hidden, n_out)]
         super().__init__(*layers)
         for m in self.modules():

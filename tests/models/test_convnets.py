@@ -181,3 +181,22 @@ def test_resnet_trains_on_real_fashion_mnist():
     after = learn.validate()
     assert after[0] < before[0]
     assert after[1] > 0.6
+
+
+def test_adaptive_pool_skip_passes_a_map_of_the_output_size_through_and_pools_any_other():
+    from deepfit.models.cnn import AdaptiveAvgPool2dSkip
+
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    assert AdaptiveAvgPool2dSkip(4)(x) is x
+    assert AdaptiveAvgPool2dSkip((None, 4))(x) is x
+    for size, shape in [(4, (2, 3, 7, 7)), ((2, 3), (2, 3, 8, 6)), ((None, 2), (2, 3, 5, 6))]:
+        y = torch.randn(*shape)
+        torch.testing.assert_close(AdaptiveAvgPool2dSkip(size)(y), nn.AdaptiveAvgPool2d(size)(y))
+    # FastCNN on 28×28 images reaches a 4×4 map: the skip gives exactly what torch's pooling gives
+    torch.manual_seed(0)
+    model = get_model("fast_cnn", c_in=1, n_out=10, pool_first=True).eval()
+    pool_at = next(i for i, m in enumerate(model) if isinstance(m, AdaptiveAvgPool2dSkip))
+    images = torch.randn(3, 1, 28, 28)
+    expected = model(images)
+    model[pool_at] = nn.AdaptiveAvgPool2d(4)
+    assert torch.equal(model(images), expected)

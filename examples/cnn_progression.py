@@ -58,7 +58,8 @@ def train_one(name: str, kwargs: dict, lr: float, args, seed: int) -> dict:
     dls = fashion_mnist_loaders(bs=args.bs, valid="test", n_train=args.n_train, seed=seed, device="cpu",
                                 tfms=tfms)
     model = get_model(name, c_in=1, n_out=10, **kwargs)
-    learn = Learner(model, dls, lr=lr, metrics=accuracy, loss_func=LabelSmoothingCrossEntropy(args.label_smoothing))
+    learn = Learner(model, dls, lr=lr, metrics=accuracy, loss_func=LabelSmoothingCrossEntropy(args.label_smoothing),
+                    wd=args.wd)
     if not args.verbose:
         learn.remove_cb(learn.progress)
     start, cpu = time.perf_counter(), time.process_time()
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"registry names to run (default: {' '.join(DEFAULT_MODELS)})")
     parser.add_argument("--tta", type=int, default=4, help="augmented passes for Resnet2's TTA (0: off)")
     parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--wd", type=float, default=0.01, help="decoupled weight decay (AdamW)")
     parser.add_argument("--augment", default="crop", choices=sorted(AUGMENT_PRESETS),
                         help="augmentation preset (default crop: pad-and-crop, no flips; TTA uses its transforms)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0: deepfit's default)")
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     if not chosen:
         parser.error(f"no model among {args.models}; choose from {', '.join(p[0] for p in PROGRESSION)}")
     print(f"Fashion-MNIST, {args.n_train or 60000} training images, test set of 10,000; {args.epochs} epoch(s) "
-          f"each, batch {args.bs}, one-cycle, label smoothing {args.label_smoothing:g}, "
+          f"each, batch {args.bs}, one-cycle, label smoothing {args.label_smoothing:g}, weight decay {args.wd:g}, "
           f"augmentation {args.augment}, {threads} thread(s), seed(s) {' '.join(map(str, args.seeds))}", flush=True)
     rows = []
     total = time.perf_counter()

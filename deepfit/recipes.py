@@ -162,7 +162,7 @@ FMNIST_FAST = register_recipe(Recipe(
                 "label smoothing 0.1, no augmentation, channels-last",
     arch="fast_cnn", arch_kwargs=dict(_FAST_CNN),
     epochs=10, bs=256, lr=1e-2, wd=0.1, label_smoothing=0.1, augment="none", tta=0,
-    measured="93.05% test accuracy, reached in 122-143 s of training over three runs on 2 AMD EPYC (AVX2) cores "
+    measured="93.05% test accuracy, reached in 122-143 s of training over four runs on 2 AMD EPYC (AVX2) cores "
              "shared with other tenants (python benchmarks/fmnist_time_to_acc.py --threads 2)",
 ))
 

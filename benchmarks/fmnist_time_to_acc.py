@@ -219,9 +219,9 @@ def run_fastai(args, recipe) -> dict:
 def time_to(history: list, target: float, training_only: bool = False) -> float | None:
     """Wall time at the end of the first epoch whose test accuracy is at least `target` (None: never);
     `training_only`: less the time spent in the per-epoch test evaluations up to then."""
-    for _, seconds, acc, *eval_seconds in history:
+    for _, seconds, acc, eval_seconds in history:
         if acc >= target:
-            return seconds - (eval_seconds[0] if training_only and eval_seconds else 0.0)
+            return seconds - (eval_seconds if training_only else 0.0)
     return None
 
 
@@ -250,13 +250,13 @@ def report(results: list[dict], recipe, threads: int) -> str:
         train_only = time_to(hist, TARGETS[0], training_only=True)
         cells.append(f"{train_only:.0f} s" if train_only is not None else "not reached")
         tta_cell = f"{tta['accuracy']:.4f} (+{tta['seconds']:.0f} s)" if tta else "-"
-        eval_cell = f"{hist[-1][3]:.0f} s" if len(hist[-1]) > 3 else "?"
         lines.append(f"| {r['library']} | {r.get('precision', '?')} | {r['params']:,} | " + " | ".join(cells)
-                     + f" | {hist[-1][2]:.4f} | {hist[-1][1]:.0f} s | {eval_cell} | {tta_cell} | {total:.0f} s |")
+                     + f" | {hist[-1][2]:.4f} | {hist[-1][1]:.0f} s | {hist[-1][3]:.0f} s | {tta_cell} | "
+                     f"{total:.0f} s |")
     lines.append("")
     for r in results:
         if "history" in r:
-            epochs = ", ".join(f"{e}: {a:.4f} @ {s:.0f}s" for e, s, a, *_ in r["history"])
+            epochs = ", ".join(f"{e}: {a:.4f} @ {s:.0f}s" for e, s, a, _ in r["history"])
             lines.append(f"{r['library']} per epoch: {epochs}")
     return "\n".join(lines)
 

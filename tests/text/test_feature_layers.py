@@ -13,20 +13,13 @@ from deepfit.models.text_classifiers import get_text_classifier, masked_concat_p
 from deepfit.text import Vocab, classifier_loaders, lm_loaders
 from deepfit.text.learner import language_model_learner, text_classifier_learner
 from deepfit.text.loaders import pad_collate
+from tests.helpers.tiny_lm import TINY_CFG, WORDS, random_tokens, train_tiny_lm
 
-CFG = dict(emb_sz=8, n_hid=12, n_layers=2)
-WORDS = [f"w{i}" for i in range(30)]
+CFG = TINY_CFG
 
 
 def random_texts(vocab: Vocab, n: int, seed: int, lo: int = 2, hi: int = 17) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    words = [t for t in vocab.itos if t.startswith("w")]
-    out = []
-    for _ in range(n):
-        k = int(torch.randint(lo, hi, (1,), generator=g))
-        out.append(vocab.numericalize(["xxbos"] + [words[int(i)] for i in torch.randint(0, len(words), (k,),
-                                                                                          generator=g)]))
-    return out
+    return [vocab.numericalize(t) for t in random_tokens(vocab, n, seed, lo, hi)]
 
 
 def test_all_layers_are_the_embedding_and_each_lstm_layer_concatenated():
@@ -65,12 +58,7 @@ def test_all_layer_classifier_head_width_and_unknown_value():
 def test_all_layer_features_load_the_lm_encoder_and_ignore_batch_mates_and_padding(tmp_path, pad_first):
     vocab = Vocab.build([WORDS], min_freq=1)
     ids = random_texts(vocab, 40, 0)
-    torch.manual_seed(0)
-    lm = language_model_learner(lm_loaders(ids[:30], ids[30:], bs=4, bptt=8, vocab=vocab, device="cpu"),
-                                config=CFG, path=tmp_path)
-    lm.remove_cb(lm.progress)
-    lm.fit(1, 1e-2)
-    lm.save_encoder("enc")
+    lm = train_tiny_lm(tmp_path, vocab, ids[:30], ids[30:])
     dls = classifier_loaders(ids[:30], [len(t) % 2 for t in ids[:30]], ids[30:], [len(t) % 2 for t in ids[30:]],
                              bs=8, device="cpu", classes=["a", "b"], pad_idx=vocab.pad_idx)
     dls.text_vocab = vocab

@@ -10,41 +10,26 @@ import pytest
 import torch
 
 from deepfit.models.text_classifiers import masked_concat_pool
-from deepfit.text import Vocab, classifier_loaders, lm_loaders
+from deepfit.text import Vocab, classifier_loaders
 from deepfit.text.callbacks import DivergenceWarning
 from deepfit.text.learner import (
     FASTAI_LR_DIVS,
     fit_ulmfit,
-    language_model_learner,
     suggest_lr,
     text_classifier_learner,
     ulmfit_plan,
 )
+from tests.helpers.tiny_lm import TINY_CFG, WORDS, random_tokens, train_tiny_lm
 
-CFG = dict(emb_sz=8, n_hid=12, n_layers=2)
-WORDS = [f"w{i}" for i in range(30)]
+CFG = TINY_CFG
 
 
-def texts(vocab: Vocab, n: int, seed: int, lo: int = 3, hi: int = 14) -> list[list[str]]:
-    g = torch.Generator().manual_seed(seed)
-    words = [t for t in vocab.itos if t.startswith("w")]
-    out = []
-    for _ in range(n):
-        k = int(torch.randint(lo, hi, (1,), generator=g))
-        out.append(["xxbos"] + [words[int(i)] for i in torch.randint(0, len(words), (k,), generator=g)])
-    return out
+texts = random_tokens
 
 
 def trained_lm(tmp_path, vocab: Vocab):
-    toks = texts(vocab, 60, 0)
-    ids = [vocab.numericalize(t) for t in toks]
-    torch.manual_seed(0)
-    lm = language_model_learner(lm_loaders(ids[:50], ids[50:], bs=4, bptt=8, vocab=vocab, device="cpu"),
-                                config=CFG, path=tmp_path)
-    lm.remove_cb(lm.progress)
-    lm.fit(1, 1e-2)
-    lm.save_encoder("enc")
-    return lm
+    ids = [vocab.numericalize(t) for t in texts(vocab, 60, 0)]
+    return train_tiny_lm(tmp_path, vocab, ids[:50], ids[50:])
 
 
 def classifier(tmp_path, vocab: Vocab, n: int = 24, bptt: int = 72, **kw):

@@ -169,8 +169,8 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "recipe": (("--recipe",), dict(choices=RECIPE_NAMES, default=None, metavar="NAME",
                                    help="a named recipe (deepfit.recipes: " + ", ".join(RECIPE_NAMES) + "): sets "
                                         "--arch and its widths, --bs, --epochs, --lr, the one-cycle schedule and "
-                                        "weight decay, --label-smoothing, --augment, --precision, --channels-last "
-                                        "and --tta; options given on the command line override it")),
+                                        "weight decay, --label-smoothing, --ema, --augment, --precision, "
+                                        "--channels-last and --tta; options given on the command line override it")),
     "arch": (("--arch",), dict(default=None, help="a registered architecture (see `deepfit models`)")),
     "weights": (("--weights",), dict(default=None, metavar="FILE",
                                      help="local pretrained weights (state dict or deepfit checkpoint) for the "
@@ -212,6 +212,9 @@ OPTIONS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "seed": (("--seed",), dict(type=int, default=0,
                                help="random seed (data split, shuffling, initialisation)")),
     "mixup": (("--mixup",), dict(type=non_negative_float, default=0.0, help="MixUp alpha (0: off)")),
+    "ema": (("--ema",), dict(type=probability, default=0.0, metavar="DECAY",
+                             help="validate, save and export an exponential moving average of the weights, updated "
+                                  "after every step with this decay (e.g. 0.99; 0: off)")),
     "label_smoothing": (("--label-smoothing",), dict(type=probability, default=0.0,
                                                      help="label smoothing epsilon (0: off)")),
     "freeze_epochs": (("--freeze-epochs",), dict(type=non_negative_int, default=0,
@@ -273,7 +276,7 @@ COMMANDS: dict[str, tuple[str, list[tuple[str | None, list[str]]]]] = {
         ("labels", ["multi_label"]),
         ("model", ["recipe", "arch", "weights"]),
         ("training", ["epochs", "lr", "bs", "precision", "channels_last", "threads", "seed", "mixup",
-                      "label_smoothing", "freeze_epochs"]),
+                      "label_smoothing", "ema", "freeze_epochs"]),
         ("results", ["tta"]),
         ("run folder", RUN_FOLDER),
     ]),
@@ -328,7 +331,7 @@ OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
                                  "label smoothing is not used)"),
         # the options a recipe sets: None until the command resolves them (commands.vision_settings)
         **{name: dict(default=None, help=OPTIONS[name][1]["help"] + f" ({default_help(name)})")
-           for name in ("arch", "epochs", "lr", "bs", "label_smoothing", "augment", "precision", "tta")},
+           for name in ("arch", "epochs", "lr", "bs", "label_smoothing", "ema", "augment", "precision", "tta")},
         "channels_last": dict(help="keep weights and image batches channels-last (NHWC), which speeds up "
                                    "convolutions on CPUs (" + default_help("channels_last") + ")"),
     },

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..data.vision import input_channels, one_batch
 from ..interpret.interpretation import write_classifier_report
+from ..learner.callbacks.ema import EMA
 from ..learner.callbacks.mixup import MixUp
 from ..learner.learner import Learner
 from ..learner.losses import BCEWithLogitsFlat, LabelSmoothingCrossEntropy
@@ -51,7 +52,7 @@ def cmd_train_vision(args: argparse.Namespace) -> int:
     if args.channels_last:
         use_channels_last(dls)
     learn = build_vision_learner(dls, args.arch, args.weights, args.label_smoothing, args.mixup, args.precision,
-                                 args.seed, settings=settings, channels_last=args.channels_last)
+                                 args.seed, settings=settings, channels_last=args.channels_last, ema=args.ema)
     say(f"deepfit: {settings.describe()}")
 
     def before_phase(phase: Phase) -> None:
@@ -63,7 +64,8 @@ def cmd_train_vision(args: argparse.Namespace) -> int:
     phases = [Phase("frozen", args.freeze_epochs)] if args.freeze_epochs > 0 else []
     multi = bool(getattr(dls, "multi_label", False))  # no confusion matrix; the export keeps the BCE loss
     def fit(learn, n_epoch: int, lr: float, cbs: list, **kwargs) -> None:
-        learn.fit_one_cycle(n_epoch, lr, pct_start=settings.pct_start, cbs=cbs, **kwargs)
+        learn.fit_one_cycle(n_epoch, lr, pct_start=settings.pct_start, div_final=settings.div_final, cbs=cbs,
+                            **kwargs)
 
     job = TrainJob(learn, desc, title=_title(args.arch, settings),
                    resolved={"classes": list(dls.vocab), "multi_label": multi, "settings": settings.as_dict()},
@@ -113,8 +115,11 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- the learner
 def build_vision_learner(dls, arch: str, weights: str | None = None, label_smoothing: float = 0.0,
                          mixup: float = 0.0, precision: str = "fp32", seed: int = 0,
-                         settings: VisionSettings | None = None, channels_last: bool = False) -> Learner:
+                         settings: VisionSettings | None = None, channels_last: bool = False,
+                         ema: float = 0.0) -> Learner:
     """A `Learner` for the registered vision `arch` (a new head on a pretrained body with `weights`).
+
+    `ema > 0` adds an `EMA` callback with that decay (validation, the best model and the export use the average).
 
     `settings` (from `resolve_settings`) give the architecture's arguments and the weight decay of a recipe.
     """
@@ -138,6 +143,8 @@ def build_vision_learner(dls, arch: str, weights: str | None = None, label_smoot
     if getattr(dls, "multi_label", False):
         loss, metrics = BCEWithLogitsFlat(), [accuracy_multi, f1_multi]
     cbs = [MixUp(alpha=mixup, seed=seed)] if mixup > 0 else []
+    if ema > 0:
+        cbs.append(EMA(decay=ema))
     return Learner(model, dls, loss_func=loss, metrics=metrics, cbs=cbs + precision_callbacks(precision),
                    splitter=vision_splitter if weights is not None else None,
                    wd=settings.wd if settings is not None else None)

@@ -16,7 +16,7 @@ DEMO_RECIPE = "fmnist_demo"
 SMALL_IMAGES = (28, 32)
 #: the settings of every other run without --recipe (larger images, --weights, --multi-label)
 PLAIN: dict[str, object] = {"arch": "simple_cnn", "epochs": 3, "bs": 64, "lr": 3e-3, "label_smoothing": 0.0,
-                            "augment": "none", "precision": "auto", "channels_last": False, "tta": 0}
+                            "ema": 0.0, "augment": "none", "precision": "auto", "channels_last": False, "tta": 0}
 #: the options a recipe sets, by their `args` name
 RECIPE_OPTIONS = tuple(PLAIN)
 

@@ -34,11 +34,12 @@ class VisionSettings:
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     wd: float | None = None
     pct_start: float = 0.25
+    div_final: float = 1e5  # the one-cycle schedule ends at lr / div_final
     given: list[str] = field(default_factory=list)  # the recipe's options given on the command line
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "recipe": self.recipe, "arch_kwargs": self.arch_kwargs, "wd": self.wd,
-                "pct_start": self.pct_start}
+                "pct_start": self.pct_start, "div_final": self.div_final}
 
     def describe(self) -> str:
         given = f"; given on the command line: {', '.join(_flag(n) for n in self.given)}" if self.given else ""
@@ -84,7 +85,7 @@ def resolve_settings(args: argparse.Namespace, image_size: int | None) -> Vision
             setattr(args, n, values[n])
     arch = getattr(args, "arch", recipe.arch)
     return VisionSettings(source, recipe=name, arch_kwargs=dict(recipe.arch_kwargs) if arch == recipe.arch else {},
-                          wd=recipe.wd, pct_start=recipe.pct_start, given=given)
+                          wd=recipe.wd, pct_start=recipe.pct_start, div_final=recipe.div_final, given=given)
 
 
 def _flag(name: str) -> str:

@@ -4,7 +4,7 @@ from .._lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".callbacks": [
-        "CSVLogger", "CutMix", "DebugCallback", "DeviceCallback", "EarlyStopping", "GatherPreds",
+        "CSVLogger", "CutMix", "DebugCallback", "DeviceCallback", "EMA", "EarlyStopping", "GatherPreds",
         "GradientAccumulation",
         "GradientClip", "LRFindResult", "LRFinder", "MixUp", "MixedPrecision", "ParamScheduler", "ProgressCallback",
         "Recorder", "ReduceLROnPlateau", "SaveAtCycleEnd", "SaveBestModel", "TensorBoardCallback", "TerminateOnNaN",

@@ -295,3 +295,34 @@ def test_precision_auto_says_and_records_what_it_chose(fp32_s, bf16_s, chosen, p
     assert rc == 0, err
     precision = json.loads((tmp_path / (chosen + "32") / "config.json").read_text())["resolved"]["precision"]
     assert precision == {"precision": "fp32", "loss_scale": False, "reason": "requested (--precision fp32)"}
+
+
+@requires_fmnist
+def test_ema_averages_every_step_and_the_export_holds_the_average(png_dir, tmp_path, capsys, monkeypatch):
+    """`--ema 0.9`: recorded in config.json; the average is updated after each of the 5 steps (80 images, batch 16),
+    and the exported model is the averaged one that the last validation measured."""
+    from deepfit.learner.callbacks.ema import EMA
+
+    seen: list[EMA] = []
+    original = EMA.after_fit
+
+    def keep(self):
+        original(self)
+        seen.append(self)
+
+    monkeypatch.setattr(EMA, "after_fit", keep)
+    rc, out, err = run(capsys, "train-vision", png_dir, "--ema", "0.9", "--arch", "simple_cnn", *TINY,
+                       "--out", tmp_path, "--name", "e")
+    assert rc == 0, err
+    folder = tmp_path / "e"
+    assert json.loads((folder / "config.json").read_text())["options"]["ema"] == 0.9
+    (ema,) = seen
+    assert ema.n_updates == 5
+    exported = load_learner(folder / "export").model.state_dict()
+    for k, v in ema.shadow.items():
+        torch.testing.assert_close(exported[k], v)
+
+
+def test_ema_outside_zero_to_one_is_refused(tmp_path, capsys):
+    rc, _, err = run(capsys, "train-vision", tmp_path, "--ema", "1")
+    assert rc == 2 and "argument --ema: must be in [0, 1), got 1.0" in err

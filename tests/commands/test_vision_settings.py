@@ -83,3 +83,16 @@ def test_image_size(tmp_path):
     Image.new("L", (40, 36)).save(tmp_path / "a" / "0.png")
     assert image_size(parse(str(tmp_path))) == 40
     assert image_size(parse(str(tmp_path / "missing"))) is None
+
+
+def test_a_recipes_ema_and_schedule_end_reach_the_run(monkeypatch):
+    import deepfit.commands.vision_settings as vision_settings
+
+    recipe = get_recipe("fmnist_fast").with_(ema=0.97, div_final=8.0)
+    monkeypatch.setattr(vision_settings, "get_recipe", lambda name: recipe)
+    args = parse("imgs", "--recipe", "fmnist_fast")
+    settings = resolve_settings(args, 28)
+    assert args.ema == 0.97 and settings.div_final == 8.0 and settings.as_dict()["div_final"] == 8.0
+    args = parse("imgs", "--recipe", "fmnist_fast", "--ema", "0")
+    resolve_settings(args, 28)
+    assert args.ema == 0.0  # given on the command line: off

@@ -6,6 +6,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".core": ["DeviceCallback", "GatherPreds", "TrainEvalCallback", "loss_per_item"],
     ".csv_logger": ["CSVLogger"],
     ".debug": ["DebugCallback"],
+    ".ema": ["EMA"],
     ".hypers": ["AppliedHypers"],
     ".lr_finder": ["LRFindResult", "LRFinder", "lr_find"],
     ".progress": ["ProgressCallback"],

@@ -15,9 +15,10 @@ own and added to the total.
 `--fastai-python PATH` trains the same recipe with fastai's own `Learner`, `fit_one_cycle`,
 `LabelSmoothingCrossEntropy` and `TfmdDL` loaders in that interpreter (fastai is never imported
 here), on the same files, the same model (built by `deepfit.models`: plain `nn.Module`s, imported
-from this checkout) and the same augmentation (random flips when the preset has them, pad-and-crop
-with black borders), for a side-by-side line. Both runs use the same number of threads, one after
-the other. `--json PATH` writes every figure measured.
+from this checkout), the same augmentation (random flips when the preset has them, pad-and-crop
+with black borders) and, when the recipe averages its weights (`ema`), the same moving average as a small
+fastai callback written here (fastai has none built in), for a side-by-side line. Both runs use the
+same number of threads, one after the other. `--json PATH` writes every figure measured.
 """
 
 from __future__ import annotations
@@ -164,14 +165,41 @@ class Timer(Callback):
     def after_epoch(self):
         self.hist.append((self.epoch + 1, time.perf_counter() - self.start, float(self.recorder.values[-1][-1]),
                           self.eval))
+class EMA(Callback):
+    "The recipe's moving average of the weights (fastai has none built in; the same rule as deepfit's EMA)."
+    order = 85
+    def __init__(self, decay):
+        self.decay, self.shadow, self.n, self.raw = decay, None, 0, None
+    def live(self):
+        return {k: v for k, v in self.learn.model.state_dict().items() if v.is_floating_point()}
+    @torch.no_grad()
+    def after_step(self):
+        live = self.live()
+        if self.shadow is None:
+            self.shadow = {k: v.detach().clone() for k, v in live.items()}
+        d = min(self.decay, (1 + self.n) / (10 + self.n))
+        torch._foreach_lerp_(list(self.shadow.values()), [live[k] for k in self.shadow], 1 - d)
+        self.n += 1
+    @torch.no_grad()
+    def before_validate(self):
+        live = self.live()
+        self.raw = {k: v.clone() for k, v in live.items()}
+        for k, v in live.items():
+            v.copy_(self.shadow[k])
+    @torch.no_grad()
+    def after_epoch(self):
+        if self.raw is not None and self.epoch + 1 < self.n_epoch:  # the last epoch keeps the average
+            for k, v in self.live().items():
+                v.copy_(self.raw[k])
+        self.raw = None
 model = get_model(cfg["arch"], c_in=1, n_out=10, **cfg["arch_kwargs"])
 if cfg["channels_last"]:
     model = model.to(memory_format=torch.channels_last)
 timer = Timer()
 learn = Learner(dls, model, loss_func=LabelSmoothingCrossEntropy(cfg["label_smoothing"]), metrics=accuracy,
-                cbs=[Augment(), Layout(), timer], wd=cfg["wd"])
+                cbs=[Augment(), Layout(), timer] + ([EMA(cfg["ema"])] if cfg["ema"] > 0 else []), wd=cfg["wd"])
 with learn.no_bar(), learn.no_logging():
-    learn.fit_one_cycle(cfg["epochs"], cfg["lr"], pct_start=cfg["pct_start"])
+    learn.fit_one_cycle(cfg["epochs"], cfg["lr"], pct_start=cfg["pct_start"], div_final=cfg["div_final"])
 out = dict(library="fastai", history=timer.hist, params=sum(p.numel() for p in model.parameters()),
            precision="fp32")
 if cfg["tta"] > 0:
@@ -195,7 +223,8 @@ def run_fastai(args, recipe) -> dict:
         return dict(library="fastai", error=f"this script runs fastai in fp32 only (recipe: {recipe.precision})")
     folder = _find_folder(list(FASHION_MNIST_FILES), None, download=False)
     cfg = dict(data=str(folder), deepfit_root=str(ROOT), bs=recipe.bs, epochs=recipe.epochs, lr=recipe.lr,
-               wd=recipe.wd, pct_start=recipe.pct_start, seed=args.seed, threads=torch.get_num_threads(),
+               wd=recipe.wd, pct_start=recipe.pct_start, div_final=recipe.div_final, ema=recipe.ema,
+               seed=args.seed, threads=torch.get_num_threads(),
                label_smoothing=recipe.label_smoothing, arch=recipe.arch, arch_kwargs=dict(recipe.arch_kwargs),
                channels_last=recipe.channels_last, tta=recipe.tta, n_train=args.n_train,
                mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD, **augmentation(recipe))
@@ -228,7 +257,8 @@ def time_to(history: list, target: float, training_only: bool = False) -> float 
 def report(results: list[dict], recipe, threads: int) -> str:
     lines = [f"Fashion-MNIST test accuracy vs wall time: recipe {recipe.name} ({recipe.arch} "
              f"{json.dumps(recipe.arch_kwargs)}, {recipe.epochs} epochs, batch {recipe.bs}, one-cycle lr "
-             f"{recipe.lr:g}, label smoothing {recipe.label_smoothing:g}, augment {recipe.augment}, channels_last "
+             f"{recipe.lr:g}, weight decay {recipe.wd:g}, EMA {recipe.ema:g}, label smoothing "
+             f"{recipe.label_smoothing:g}, augment {recipe.augment}, channels_last "
              f"{recipe.channels_last}, TTA {recipe.tta}); {threads} thread(s), {os.cpu_count()} CPUs visible", "",
              "| library | precision | params | " + " | ".join(f"time to {t:.0%}" for t in TARGETS)
              + f" | time to {TARGETS[0]:.0%}, training only | final accuracy | training time | of which test "

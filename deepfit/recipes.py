@@ -171,7 +171,7 @@ FMNIST_FAST = register_recipe(Recipe(
     arch="fast_cnn", arch_kwargs=dict(_FAST_CNN),
     epochs=9, bs=256, lr=1e-2, wd=0.1, label_smoothing=0.1, augment="none", tta=0, ema=0.99,
     measured="93.16% test accuracy (seed 0; seeds 1 and 2: 92.77%, 93.06%), 93% first reached after 8 epochs: "
-             "90 s and 102 s of training in two runs on 2 AMD EPYC (AVX2) cores shared with other tenants "
+             "90-104 s of training in three runs on 2 AMD EPYC (AVX2) cores shared with other tenants "
              "(python benchmarks/fmnist_time_to_acc.py --threads 2)",
 ))
 

@@ -39,6 +39,7 @@ class EMA(Callback):
         self.n_updates = 0
         self._raw: dict[str, Tensor] | None = None  # the raw weights while the average is swapped in
         self._in_fit = False
+        self._pairs: tuple[list[Tensor], list[Tensor]] | None = None  # (shadow, live) tensors, found once per fit
 
     # ------------------------------------------------------------------ the average
     def _live(self) -> dict[str, Tensor]:
@@ -51,16 +52,23 @@ class EMA(Callback):
             return self.decay
         return min(self.decay, (1.0 + self.n_updates) / (10.0 + self.n_updates))
 
+    def _shadow_and_live(self) -> tuple[list[Tensor], list[Tensor]]:
+        """The shadow tensors and the model's, in the same order: looked up at the first step of a fit, not per step
+        (the model's entries share storage with its parameters and buffers, which are updated in place)."""
+        if self._pairs is None:
+            live = self._live()
+            if self.shadow is None or self.shadow.keys() != live.keys():
+                self.shadow = {k: v.detach().clone() for k, v in live.items()}
+            else:
+                self.shadow = {k: v.to(live[k].device) for k, v in self.shadow.items()}
+            self._pairs = ([self.shadow[k] for k in live], [v.detach() for v in live.values()])
+        return self._pairs
+
     @torch.no_grad()
     def update(self) -> None:
         """One averaging step (called after each optimizer step)."""
-        live = self._live()
-        if self.shadow is None or self.shadow.keys() != live.keys():
-            self.shadow = {k: v.detach().clone() for k, v in live.items()}
-        keys = list(live)
-        shadow = [self.shadow[k] for k in keys]
-        current = [live[k].detach().to(self.shadow[k].device) for k in keys]
-        torch._foreach_lerp_(shadow, current, 1.0 - self.current_decay())
+        shadow, live = self._shadow_and_live()
+        torch._foreach_lerp_(shadow, live, 1.0 - self.current_decay())
         self.n_updates += 1
 
     @torch.no_grad()
@@ -87,7 +95,7 @@ class EMA(Callback):
     def before_fit(self) -> None:
         if self._finding_lr():  # lr_find's sweep is not training: nothing to average
             return
-        self._in_fit = True
+        self._in_fit, self._pairs = True, None
         if not getattr(self.learn, "resuming", False):
             self.shadow, self.n_updates = None, 0
 
@@ -107,7 +115,7 @@ class EMA(Callback):
         """The model keeps the averaged weights (already in place when the last epoch validated)."""
         if self._in_fit and self._raw is None:
             self._swap_in()
-        self._raw = None
+        self._raw, self._pairs = None, None
         self._in_fit = False
 
     # ------------------------------------------------------------------ checkpoints
@@ -116,6 +124,7 @@ class EMA(Callback):
         return {"decay": self.decay, "n_updates": self.n_updates, "shadow": shadow}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._pairs = None
         self.n_updates = int(state["n_updates"])
         shadow = state.get("shadow")
         if shadow is None:
